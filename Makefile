@@ -1,0 +1,49 @@
+# canaryd: `make demo` and `make test` work on a fresh machine with Python 3.11+ and apt.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup prometheus lint typecheck unit test demo sandbox bench clean openapi
+
+$(BIN)/canaryd: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(BIN)/canaryd prometheus
+
+# The sandbox runs the real Prometheus server from Debian's package.
+prometheus:
+	@if command -v prometheus >/dev/null 2>&1; then \
+		echo "prometheus: $$(command -v prometheus)"; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; \
+	else \
+		echo "prometheus is not on PATH. Install it as root with:"; \
+		echo "    sudo apt-get update && sudo apt-get install -y prometheus"; \
+		exit 1; \
+	fi
+
+lint: $(BIN)/canaryd
+	$(BIN)/ruff check canaryd tests bench
+
+typecheck: $(BIN)/canaryd
+	$(BIN)/mypy --strict canaryd
+
+test: setup lint typecheck
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -q -ra
+
+demo: setup
+	$(BIN)/canaryd demo
+
+sandbox: setup
+	$(BIN)/canaryd sandbox
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

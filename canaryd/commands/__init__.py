@@ -1,0 +1,1 @@
+"""One module per `canaryd` subcommand; each exposes `register(subparsers)`."""
