@@ -1,0 +1,1 @@
+"""Analysis: metric templates, PromQL rendering, and the Prometheus provider."""

@@ -1,0 +1,1 @@
+"""The pure core: plans, the rollout state machine, verdicts. No I/O, no clock reads."""

@@ -1,0 +1,460 @@
+"""The rollout state machine: `decide(context, status, observations, now) -> Decision`.
+
+Pure: no I/O, no clock reads. The runtime gathers observations, calls `decide`, writes the
+returned status first (a write-ahead record, fenced by resourceVersion) and only then
+performs the returned actions. Whatever the runtime crashes between, the next `decide`
+sees the recorded intent and converges the world to it.
+
+Every phase change goes through TRANSITIONS: the table is the whole life of a rollout.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from canaryd.core import verdict as verdicts
+from canaryd.core.model import CheckResult, Condition, Phase, RolloutStatus, Step, Verdict, Weights
+from canaryd.core.plan import EffectiveAnalysis
+
+
+class Trigger(enum.StrEnum):
+    READY = "CanaryReady"
+    READY_TIMEOUT = "CanaryNotReady"
+    INVALID = "Invalid"
+    BLOCKED = "TargetBusy"
+    ROUTER_BROKEN = "RouterError"
+    STEP_PASSED = "StepPassed"
+    LAST_STEP_PASSED = "AllStepsPassed"
+    GATE = "ManualGate"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    INCONCLUSIVE_PAUSE = "InconclusivePause"
+    INCONCLUSIVE_ROLLBACK = "InconclusiveRollback"
+    PAUSE = "PauseRequested"
+    RESUME = "ResumeRequested"
+    PROMOTE = "PromoteRequested"
+    ABORT = "AbortRequested"
+    SUPERSEDED = "Superseded"
+    TRAFFIC_CONFIRMED = "TrafficConfirmed"
+
+
+P, T = Phase, Trigger
+TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
+    P.PENDING: {
+        T.READY: P.PROGRESSING,
+        T.READY_TIMEOUT: P.FAILED,
+        T.INVALID: P.FAILED,
+        T.BLOCKED: P.FAILED,
+        T.ROUTER_BROKEN: P.FAILED,
+        T.ABORT: P.ABORTED,
+        T.SUPERSEDED: P.ABORTED,
+    },
+    P.PROGRESSING: {
+        T.STEP_PASSED: P.PROGRESSING,
+        T.LAST_STEP_PASSED: P.PROMOTING,
+        T.GATE: P.PAUSED,
+        T.ANALYSIS_FAILED: P.ROLLING_BACK,
+        T.INCONCLUSIVE_PAUSE: P.PAUSED,
+        T.INCONCLUSIVE_ROLLBACK: P.ROLLING_BACK,
+        T.ROUTER_BROKEN: P.ROLLING_BACK,
+        T.PAUSE: P.PAUSED,
+        T.PROMOTE: P.PROMOTING,
+        T.ABORT: P.ROLLING_BACK,
+        T.SUPERSEDED: P.ROLLING_BACK,
+    },
+    P.PAUSED: {
+        T.RESUME: P.PROGRESSING,
+        T.STEP_PASSED: P.PROGRESSING,
+        T.LAST_STEP_PASSED: P.PROMOTING,
+        T.PROMOTE: P.PROMOTING,
+        T.ABORT: P.ROLLING_BACK,
+        T.SUPERSEDED: P.ROLLING_BACK,
+    },
+    P.PROMOTING: {T.TRAFFIC_CONFIRMED: P.SUCCEEDED},
+    # RollingBack ends in status.outcome (RolledBack or Aborted), set when it began.
+    P.ROLLING_BACK: {T.TRAFFIC_CONFIRMED: P.ROLLED_BACK},
+}
+
+Action = Literal["pause", "resume", "promote", "abort"]
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    """Route `canary`% to the canary destination, the rest to stable; read it back."""
+
+    canary: int
+
+    @property
+    def weights(self) -> Weights:
+        return Weights(stable=100 - self.canary, canary=self.canary)
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: Phase
+    target: Phase
+    trigger: Trigger
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    exists: bool
+    available: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Observations:
+    canary: WorkloadState | None = None
+    weights: Weights | None = None
+    router_error: str | None = None
+    analysis: tuple[CheckResult, ...] | None = None
+    blocking: str | None = None
+    superseded_by: str | None = None
+    action: Action | None = None
+    invalid: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What decide needs besides status: the plan and analysis, already resolved."""
+
+    steps: tuple[Step, ...]
+    analysis: EffectiveAnalysis | None
+    ready_timeout: float
+    generation: int | None = None
+    checks_kept: int = 20
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: RolloutStatus
+    actions: tuple[SetWeights, ...] = ()
+    transitions: tuple[Transition, ...] = ()
+    clear_action: bool = False
+    requeue_after: float | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.transitions or self.actions)
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+@dataclass
+class _Builder:
+    now: datetime
+    status: RolloutStatus
+    transitions: list[Transition] = field(default_factory=list)
+    actions: list[SetWeights] = field(default_factory=list)
+    requeue: float | None = None
+
+    def update(self, **changes: Any) -> None:
+        self.status = self.status.model_copy(update=changes)
+
+    def move(self, trigger: Trigger, message: str, **changes: Any) -> None:
+        source = self.status.phase
+        target = TRANSITIONS.get(source, {}).get(trigger)
+        if target is None:
+            raise IllegalTransition(f"{source} has no transition on {trigger}")
+        if source is Phase.ROLLING_BACK and self.status.outcome is not None:
+            target = self.status.outcome
+        self.transitions.append(Transition(source, target, trigger, message))
+        self.update(
+            phase=target,
+            reason=message,
+            sequence=self.status.sequence + 1,
+            **({"phase_started_at": self.now} if target is not source else {}),
+            **changes,
+        )
+
+    def route(self, canary: int) -> None:
+        self.update(weights=SetWeights(canary).weights)
+        self.actions.append(SetWeights(canary))
+
+    def wake_in(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)
+        self.requeue = seconds if self.requeue is None else min(self.requeue, seconds)
+
+
+def _since(now: datetime, then: datetime | None) -> float:
+    return (now - then).total_seconds() if then is not None else 0.0
+
+
+def _start_rollback(b: _Builder, trigger: Trigger, message: str, outcome: Phase) -> None:
+    b.move(trigger, message, outcome=outcome, rollback_reason=message, paused_by=None)
+    b.route(0)
+
+
+def _start_step(b: _Builder, ctx: Context, index: int, trigger: Trigger, message: str) -> None:
+    b.move(
+        trigger,
+        message,
+        step_index=index,
+        step_started_at=b.now,
+        last_analysis_at=None,
+        passed_runs_in_step=0,
+        consecutive_inconclusive=0,
+        paused_by=None,
+    )
+    b.route(ctx.steps[index].weight)
+
+
+def _promote(b: _Builder, trigger: Trigger, message: str) -> None:
+    b.move(trigger, message, outcome=None, paused_by=None)
+    b.route(100)
+
+
+def _operator(b: _Builder, ctx: Context, obs: Observations) -> bool:
+    """Operator actions and supersession. True when they decided this tick."""
+    phase = b.status.phase
+    if obs.superseded_by is not None and phase in (P.PENDING, P.PROGRESSING, P.PAUSED):
+        message = f"superseded by rollout {obs.superseded_by}"
+        if phase is P.PENDING:
+            b.move(T.SUPERSEDED, message)
+        else:
+            _start_rollback(b, T.SUPERSEDED, message, Phase.ROLLED_BACK)
+        return True
+    action = obs.action
+    if action is None:
+        return False
+    if action == "abort" and phase is P.PENDING:
+        b.move(T.ABORT, "aborted by operator before any traffic moved")
+        return True
+    if action == "abort" and phase in (P.PROGRESSING, P.PAUSED):
+        _start_rollback(b, T.ABORT, "aborted by operator", Phase.ABORTED)
+        return True
+    if action == "promote" and phase in (P.PROGRESSING, P.PAUSED):
+        _promote(b, T.PROMOTE, "promoted by operator (remaining steps skipped)")
+        return True
+    if action == "pause" and phase is P.PROGRESSING:
+        b.move(T.PAUSE, "paused by operator", paused_by="operator")
+        return True
+    if action == "resume" and phase is P.PAUSED:
+        if b.status.paused_by == "gate":
+            _advance(b, ctx, "manual gate approved")
+        else:
+            _start_step(b, ctx, b.status.step_index, T.RESUME, "resumed; step restarted")
+        return True
+    return False  # an action that makes no sense in this phase is dropped, not queued
+
+
+def _advance(b: _Builder, ctx: Context, message: str) -> None:
+    nxt = b.status.step_index + 1
+    if nxt >= len(ctx.steps):
+        _promote(b, T.LAST_STEP_PASSED, f"{message}; all {len(ctx.steps)} steps passed")
+    else:
+        _start_step(
+            b, ctx, nxt, T.STEP_PASSED,
+            f"{message}; step {nxt + 1}/{len(ctx.steps)} at {ctx.steps[nxt].weight}%",
+        )
+
+
+def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
+    if b.status.phase_started_at is None:
+        b.update(phase_started_at=b.now, step_count=len(ctx.steps))
+    if obs.invalid is not None:
+        b.move(T.INVALID, obs.invalid)
+    elif obs.blocking is not None:
+        b.move(T.BLOCKED, f"target busy: rollout {obs.blocking} is active for the same target")
+    elif obs.router_error is not None:
+        b.move(T.ROUTER_BROKEN, f"routing not touched: {obs.router_error}")
+    elif obs.canary is not None and obs.canary.available:
+        _start_step(
+            b, ctx, 0, T.READY,
+            f"canary available; step 1/{len(ctx.steps)} at {ctx.steps[0].weight}%",
+        )
+    elif _since(b.now, b.status.phase_started_at) >= ctx.ready_timeout:
+        detail = obs.canary.detail if obs.canary is not None else "not observed"
+        b.move(
+            T.READY_TIMEOUT,
+            f"canary not available after {ctx.ready_timeout:g}s ({detail}); routing not touched",
+        )
+    else:
+        b.wake_in(1.0)
+
+
+def _record_run(b: _Builder, ctx: Context, results: tuple[CheckResult, ...]) -> None:
+    assert ctx.analysis is not None
+    limits = ctx.analysis.limits
+    outcome = verdicts.overall(results)
+    s = b.status
+    checks = [*s.checks, *results][-ctx.checks_kept :]
+    b.update(checks=checks, last_analysis_at=b.now, sequence=s.sequence + 1)
+    if outcome is Verdict.PASS:
+        b.update(
+            consecutive_failures=0,
+            consecutive_inconclusive=0,
+            passed_runs_in_step=s.passed_runs_in_step + 1,
+        )
+        return
+    if outcome is Verdict.FAIL:
+        b.update(
+            failures=s.failures + 1,
+            consecutive_failures=s.consecutive_failures + 1,
+            consecutive_inconclusive=0,
+        )
+        s = b.status
+        failing = "; ".join(f"{r.metric}: {r.reason}" for r in results if r.verdict is Verdict.FAIL)
+        if s.failures >= limits.failures or s.consecutive_failures >= limits.consecutive_failures:
+            _start_rollback(
+                b, T.ANALYSIS_FAILED,
+                f"analysis failed ({s.failures} failed runs, {s.consecutive_failures} in a row): "
+                f"{failing}",
+                Phase.ROLLED_BACK,
+            )
+        return
+    b.update(consecutive_inconclusive=s.consecutive_inconclusive + 1)
+    s = b.status
+    if s.consecutive_inconclusive >= limits.consecutive_inconclusive:
+        why = "; ".join(
+            f"{r.metric}: {r.reason}" for r in results if r.verdict is Verdict.INCONCLUSIVE
+        )
+        message = f"{s.consecutive_inconclusive} inconclusive analysis runs in a row: {why}"
+        if limits.on_inconclusive == "rollback":
+            _start_rollback(b, T.INCONCLUSIVE_ROLLBACK, message, Phase.ROLLED_BACK)
+        else:
+            b.move(T.INCONCLUSIVE_PAUSE, message, paused_by="analysis")
+
+
+def analysis_due(ctx: Context, status: RolloutStatus, now: datetime) -> bool:
+    """Whether the runtime should run analysis before calling decide this tick."""
+    if status.phase is not Phase.PROGRESSING or ctx.analysis is None:
+        return False
+    anchor = status.last_analysis_at or status.step_started_at
+    return anchor is not None and _since(now, anchor) >= ctx.analysis.interval
+
+
+def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
+    assert ctx.analysis is not None
+    if obs.router_error is not None:
+        _start_rollback(b, T.ROUTER_BROKEN, f"routing error: {obs.router_error}", Phase.FAILED)
+        return
+    if obs.analysis is not None:
+        _record_run(b, ctx, obs.analysis)
+        if b.status.phase is not P.PROGRESSING:
+            return
+    s = b.status
+    step = ctx.steps[s.step_index]
+    elapsed = _since(b.now, s.step_started_at)
+    done = (
+        s.passed_runs_in_step >= ctx.analysis.min_passed_runs
+        and s.consecutive_failures == 0
+        and s.consecutive_inconclusive == 0
+        and elapsed >= step.pause
+    )
+    if done:
+        label = f"step {s.step_index + 1}/{len(ctx.steps)} passed"
+        if step.gate == "manual":
+            b.move(T.GATE, f"{label}; waiting for manual approval (resume or promote)",
+                   paused_by="gate")
+        else:
+            _advance(b, ctx, label)
+        return
+    anchor = s.last_analysis_at or s.step_started_at
+    b.wake_in(ctx.analysis.interval - _since(b.now, anchor))
+    if s.passed_runs_in_step >= ctx.analysis.min_passed_runs:
+        b.wake_in(step.pause - elapsed)
+
+
+def _converging(b: _Builder, obs: Observations) -> None:
+    """Promoting / RollingBack: done once the router reads back the recorded weights."""
+    want = b.status.weights
+    if obs.weights is not None and want is not None and obs.weights == want:
+        if b.status.phase is P.PROMOTING:
+            b.move(T.TRAFFIC_CONFIRMED, f"promoted: 100% of traffic on the canary ({want})")
+        else:
+            reason = b.status.rollback_reason or "rolled back"
+            b.move(T.TRAFFIC_CONFIRMED, f"{reason}; traffic verified back on stable")
+    else:
+        b.wake_in(1.0)
+
+
+def _reconverge(b: _Builder, obs: Observations) -> None:
+    """If the router drifted from the recorded weights (crash mid-write, someone edited the
+    VirtualService), put the recorded weights back before anything else."""
+    want = b.status.weights
+    if want is not None and obs.weights is not None and obs.weights != want:
+        b.actions.append(SetWeights(want.canary))
+
+
+def _conditions(status: RolloutStatus, now: datetime) -> list[Condition]:
+    phase = status.phase
+    wanted = {
+        "Completed": ("True" if phase.terminal else "False", phase.value),
+        "Promoted": (
+            "True" if phase is P.SUCCEEDED else ("False" if phase.terminal else "Unknown"),
+            phase.value,
+        ),
+        "Paused": ("True" if phase is P.PAUSED else "False", status.paused_by or phase.value),
+    }
+    old = {c.type: c for c in status.conditions}
+    out = []
+    for ctype, (value, reason) in wanted.items():
+        prev = old.get(ctype)
+        since = prev.last_transition_time if prev and prev.status == value else now
+        out.append(
+            Condition(
+                type=ctype, status=value, reason=reason, message=status.reason,
+                last_transition_time=since,
+            )
+        )
+    return out
+
+
+def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
+    b = _Builder(now=now.replace(microsecond=0), status=status)
+    if ctx.generation is not None and status.observed_generation != ctx.generation:
+        b.update(observed_generation=ctx.generation)
+    phase = status.phase
+    if not phase.terminal:
+        if phase in (P.PROGRESSING, P.PAUSED, P.PROMOTING, P.ROLLING_BACK):
+            _reconverge(b, obs)
+        if not _operator(b, ctx, obs):
+            if phase is P.PENDING:
+                _pending(b, ctx, obs)
+            elif phase is P.PROGRESSING:
+                _progressing(b, ctx, obs)
+            elif phase in (P.PROMOTING, P.ROLLING_BACK):
+                _converging(b, obs)
+    new = b.status
+    conditions = _conditions(new, b.now)
+    if conditions != list(new.conditions):
+        new = new.model_copy(update={"conditions": conditions})
+    if b.actions and new.phase in (P.PROMOTING, P.ROLLING_BACK):
+        b.wake_in(0.0)
+    return Decision(
+        status=new,
+        actions=tuple(dict.fromkeys(b.actions)),
+        transitions=tuple(b.transitions),
+        clear_action=obs.action is not None,
+        requeue_after=b.requeue,
+    )
+
+
+def step_deadline(ctx: Context, status: RolloutStatus) -> datetime | None:
+    """When the current step's pause ends (for display)."""
+    if status.step_started_at is None or status.step_index >= len(ctx.steps):
+        return None
+    return status.step_started_at + timedelta(seconds=ctx.steps[status.step_index].pause)
+
+
+__all__ = [
+    "TRANSITIONS",
+    "Context",
+    "Decision",
+    "Observations",
+    "SetWeights",
+    "Transition",
+    "Trigger",
+    "WorkloadState",
+    "analysis_due",
+    "decide",
+    "replace",
+    "step_deadline",
+]

@@ -1,0 +1,250 @@
+"""The Rollout resource: spec (the request) and status (the whole progress).
+
+These pydantic models are the single source of truth for validation: the HTTP API, the
+controller and `canaryd config check` all go through them, and the CRD schema mirrors them.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from canaryd.core.durations import Duration
+from canaryd.core.names import Label, Subdomain
+
+GROUP = "canaryd.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "Rollout"
+PLURAL = "rollouts"
+ACTION_ANNOTATION = "canaryd.io/action"
+
+
+class Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors, not ignored."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# ----------------------------------------------------------------------------- spec
+
+
+class Destination(Model):
+    host: Subdomain
+    subset: Label | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class IstioRouter(Model):
+    virtual_service: Subdomain
+    route: Label | None = Field(
+        default=None, description="name of the http route to manage; default: the first one"
+    )
+    stable: Destination
+    canary: Destination
+
+    @model_validator(mode="after")
+    def _distinct(self) -> IstioRouter:
+        if self.stable == self.canary:
+            raise ValueError("stable and canary destinations must differ")
+        return self
+
+
+class Router(Model):
+    istio: IstioRouter | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Router:
+        chosen = [name for name, value in self if value is not None]
+        if len(chosen) != 1:
+            raise ValueError("set exactly one router kind (istio)")
+        return self
+
+
+class Workloads(Model):
+    stable: Label
+    canary: Label
+    min_available: Annotated[int, Field(ge=1)] = 1
+    ready_timeout: Duration = 300.0
+
+
+class Step(Model):
+    weight: Annotated[int, Field(ge=0, le=100)]
+    pause: Duration = 0.0
+    gate: Literal["manual"] | None = Field(
+        default=None, description="'manual': wait for a resume/promote action before advancing"
+    )
+
+
+class Plan(Model):
+    steps: list[Step] | None = None
+    step_weight: Annotated[int, Field(ge=1, le=100)] | None = None
+    max_weight: Annotated[int, Field(ge=1, le=100)] | None = None
+    step_pause: Duration = 0.0
+    interval: Duration | None = Field(
+        default=None, description="analysis interval; default: the profile's"
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Plan:
+        if (self.steps is None) == (self.step_weight is None):
+            raise ValueError("give either steps or stepWeight (with optional maxWeight)")
+        if self.steps is not None:
+            if not self.steps:
+                raise ValueError("steps must not be empty")
+            weights = [s.weight for s in self.steps]
+            if any(b < a for a, b in itertools.pairwise(weights)):
+                raise ValueError("step weights must not decrease")
+        if self.max_weight is not None and self.step_weight is None:
+            raise ValueError("maxWeight goes with stepWeight")
+        return self
+
+
+class Threshold(Model):
+    min: float | None = None
+    max: float | None = None
+    max_ratio_to_stable: Annotated[float, Field(gt=0)] | None = None
+
+
+class AnalysisRef(Model):
+    profile: Label = "default"
+    thresholds: dict[Label, Threshold] = Field(
+        default_factory=dict, description="per-metric overrides, within the profile's bounds"
+    )
+    interval: Duration | None = None
+
+
+class RolloutSpec(Model):
+    target: Label = Field(description="logical service name; one active rollout per target")
+    version: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f]+$")]
+    router: Router
+    workloads: Workloads
+    plan: Plan
+    analysis: AnalysisRef = AnalysisRef()
+    supersede: bool = Field(
+        default=False, description="roll back a running rollout of the same target first"
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata canaryd validates; the rest passes through untouched."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: Subdomain | None = None
+    generate_name: str | None = Field(default=None, alias="generateName")
+    namespace: Label | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RolloutManifest(BaseModel):
+    """A Rollout as submitted: the same document `kubectl apply` takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    api_version: Literal["canaryd.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Rollout"]
+    metadata: ObjectMeta
+    spec: RolloutSpec
+    status: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> RolloutManifest:
+        if not self.metadata.name and not self.metadata.generate_name:
+            raise ValueError("metadata.name or metadata.generateName is required")
+        return self
+
+
+# ----------------------------------------------------------------------------- status
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    PROMOTING = "Promoting"
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.ABORTED})
+
+
+class Verdict(enum.StrEnum):
+    PASS = "Pass"  # noqa: S105 (a verdict, not a password)
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class CheckResult(Model):
+    metric: str
+    query: str
+    value: float | None
+    stable_value: float | None = None
+    requests: float | None = None
+    threshold: str
+    verdict: Verdict
+    reason: str
+    time: datetime
+    step: int
+
+
+class Condition(Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+
+
+class Weights(Model):
+    stable: int
+    canary: int
+
+
+class RolloutStatus(Model):
+    phase: Phase = Phase.PENDING
+    observed_generation: int | None = None
+    step_index: int = 0
+    step_count: int | None = None
+    weights: Weights | None = None
+    step_started_at: datetime | None = None
+    phase_started_at: datetime | None = None
+    last_analysis_at: datetime | None = None
+    passed_runs_in_step: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    consecutive_inconclusive: int = 0
+    checks: list[CheckResult] = Field(default_factory=list)
+    reason: str = ""
+    paused_by: Literal["operator", "analysis", "gate"] | None = None
+    resume_phase: Phase | None = None
+    rollback_reason: str | None = None
+    outcome: Phase | None = Field(
+        default=None, description="the terminal phase a rollback or promotion will end in"
+    )
+    conditions: list[Condition] = Field(default_factory=list)
+    controller: str | None = Field(default=None, description="the replica that last wrote")
+    sequence: int = Field(default=0, description="transition counter; events are numbered by it")
+
+
+def parse_status(raw: dict[str, Any] | None) -> RolloutStatus:
+    if not raw:
+        return RolloutStatus()
+    return RolloutStatus.model_validate(raw)

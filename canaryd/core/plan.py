@@ -1,0 +1,87 @@
+"""From a Rollout spec and the config to the concrete plan: weights per step, and the analysis
+(interval, checks with thresholds, limits) after per-rollout overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from canaryd.config import Check, Limits, Settings
+from canaryd.core.model import RolloutSpec, Step
+
+
+@dataclass(frozen=True)
+class EffectiveAnalysis:
+    profile: str
+    interval: float
+    min_requests: int
+    checks: tuple[Check, ...]
+    limits: Limits
+    min_passed_runs: int
+
+
+class PlanError(ValueError):
+    """The rollout asks for something the config does not allow; names the field."""
+
+
+def steps(spec: RolloutSpec) -> tuple[Step, ...]:
+    plan = spec.plan
+    if plan.steps is not None:
+        return tuple(plan.steps)
+    assert plan.step_weight is not None  # guaranteed by Plan's validator
+    top = plan.max_weight or 50
+    weights = list(range(plan.step_weight, top + 1, plan.step_weight))
+    if not weights or weights[-1] != top:
+        weights.append(top)
+    return tuple(Step(weight=w, pause=plan.step_pause) for w in weights)
+
+
+def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis:
+    ref = spec.analysis
+    profile = settings.profiles.get(ref.profile)
+    if profile is None:
+        known = ", ".join(sorted(settings.profiles)) or "none"
+        raise PlanError(f"spec.analysis.profile: unknown profile {ref.profile!r} (known: {known})")
+    interval = ref.interval if ref.interval is not None else spec.plan.interval
+    if interval is None:
+        interval = profile.interval
+    if not profile.min_interval <= interval <= profile.max_interval:
+        raise PlanError(
+            f"spec.analysis.interval: {interval:g}s is outside the profile's bounds "
+            f"{profile.min_interval:g}s..{profile.max_interval:g}s"
+        )
+    by_metric = {c.metric: c for c in profile.checks}
+    for metric in ref.thresholds:
+        if metric not in by_metric:
+            raise PlanError(
+                f"spec.analysis.thresholds.{metric}: the profile {ref.profile!r} has no such check"
+            )
+    checks: list[Check] = []
+    for check in profile.checks:
+        override = ref.thresholds.get(check.metric)
+        if override is None:
+            checks.append(check)
+            continue
+        where = f"spec.analysis.thresholds.{check.metric}"
+        updates: dict[str, float] = {}
+        if override.min is not None:
+            if check.min is not None and override.min < check.min:
+                raise PlanError(f"{where}.min: may only tighten the profile's min {check.min:g}")
+            updates["min"] = override.min
+        if override.max is not None:
+            if check.max is not None and override.max > check.max:
+                raise PlanError(f"{where}.max: may only tighten the profile's max {check.max:g}")
+            updates["max"] = override.max
+        if override.max_ratio_to_stable is not None:
+            limit = check.max_ratio_to_stable
+            if limit is not None and override.max_ratio_to_stable > limit:
+                raise PlanError(f"{where}.maxRatioToStable: may only tighten {limit:g}")
+            updates["max_ratio_to_stable"] = override.max_ratio_to_stable
+        checks.append(check.model_copy(update=updates))
+    return EffectiveAnalysis(
+        profile=ref.profile,
+        interval=interval,
+        min_requests=profile.min_requests,
+        checks=tuple(checks),
+        limits=profile.limits,
+        min_passed_runs=profile.min_passed_runs,
+    )

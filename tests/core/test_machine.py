@@ -1,0 +1,265 @@
+"""The state machine, driven tick by tick with a virtual clock: no I/O, no sleeping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from canaryd.config import parse_settings
+from canaryd.core import machine
+from canaryd.core.model import CheckResult, Phase, RolloutSpec, RolloutStatus, Verdict, Weights
+from canaryd.core.plan import PlanError, resolve_analysis, steps
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+SETTINGS = parse_settings(
+    {
+        "profiles": {
+            "p": {
+                "interval": "10s",
+                "minInterval": "1s",
+                "minRequests": 10,
+                "checks": [{"metric": "istio-success-rate", "min": 99}],
+                "limits": {"failures": 2, "consecutiveFailures": 2, "consecutiveInconclusive": 2},
+            },
+            "strict": {
+                "interval": "10s",
+                "checks": [{"metric": "istio-success-rate", "min": 99}],
+                "limits": {"consecutiveFailures": 1, "onInconclusive": "rollback",
+                           "consecutiveInconclusive": 1},
+            },
+        }
+    }
+)
+
+
+def make_spec(**plan: object) -> RolloutSpec:
+    return RolloutSpec.model_validate(
+        {
+            "target": "podinfo",
+            "version": "v2",
+            "router": {"istio": {"virtualService": "podinfo",
+                                 "stable": {"host": "podinfo", "subset": "stable"},
+                                 "canary": {"host": "podinfo", "subset": "canary"}}},
+            "workloads": {"stable": "podinfo-stable", "canary": "podinfo-canary",
+                          "readyTimeout": "60s"},
+            "plan": plan or {"steps": [{"weight": 10}, {"weight": 50, "pause": "30s"}]},
+            "analysis": {"profile": "p"},
+        }
+    )
+
+
+def context(spec: RolloutSpec, settings=SETTINGS) -> machine.Context:  # type: ignore[no-untyped-def]
+    return machine.Context(
+        steps=steps(spec), analysis=resolve_analysis(settings, spec),
+        ready_timeout=spec.workloads.ready_timeout,
+    )
+
+
+def run(verdict: Verdict, now: datetime, value: float = 100.0) -> tuple[CheckResult, ...]:
+    return (
+        CheckResult(metric="istio-success-rate", query="q", value=value, threshold=">= 99",
+                    verdict=verdict, reason="r", time=now, step=0),
+    )
+
+
+READY = machine.WorkloadState(exists=True, available=True)
+
+
+class Driver:
+    """Feeds observations and applies SetWeights to a pretend router, like the runtime."""
+
+    def __init__(self, spec: RolloutSpec) -> None:
+        self.ctx = context(spec)
+        self.status = RolloutStatus()
+        self.now = T0
+        self.router = Weights(stable=100, canary=0)
+        self.transitions: list[machine.Transition] = []
+
+    def tick(self, seconds: float = 0.0, **obs: object) -> machine.Decision:
+        self.now += timedelta(seconds=seconds)
+        obs.setdefault("weights", self.router)
+        observations = machine.Observations(**obs)  # type: ignore[arg-type]
+        decision = machine.decide(self.ctx, self.status, observations, self.now)
+        self.status = decision.status
+        for action in decision.actions:
+            self.router = action.weights
+        self.transitions.extend(decision.transitions)
+        return decision
+
+    def analyse(self, seconds: float, verdict: Verdict) -> machine.Decision:
+        self.now += timedelta(seconds=seconds)
+        assert machine.analysis_due(self.ctx, self.status, self.now)
+        return self.tick(analysis=run(verdict, self.now))
+
+
+def test_healthy_canary_walks_every_step_then_promotes() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    assert d.status.phase is Phase.PROGRESSING and d.router.canary == 10
+    assert not machine.analysis_due(d.ctx, d.status, d.now + timedelta(seconds=9))
+    d.analyse(10, Verdict.PASS)
+    assert d.status.step_index == 1 and d.router.canary == 50
+    d.analyse(10, Verdict.PASS)
+    assert d.status.phase is Phase.PROGRESSING, "the 30s pause is not over"
+    decision = d.tick(5)
+    assert decision.requeue_after == pytest.approx(5.0), "next analysis is the next deadline"
+    d.analyse(5, Verdict.PASS)
+    decision = d.tick(9)
+    assert decision.requeue_after == pytest.approx(1.0)
+    assert d.status.phase is Phase.PROGRESSING
+    d.analyse(1, Verdict.PASS)
+    assert d.status.phase is Phase.PROMOTING and d.router.canary == 100
+    d.tick(1)
+    assert d.status.phase is Phase.SUCCEEDED
+    completed = {c.type: c.status for c in d.status.conditions}
+    assert completed == {"Completed": "True", "Promoted": "True", "Paused": "False"}
+
+
+def test_failed_runs_roll_back_at_the_consecutive_limit_and_verify_traffic() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.analyse(10, Verdict.FAIL)
+    assert d.status.phase is Phase.PROGRESSING and d.status.consecutive_failures == 1
+    d.analyse(10, Verdict.FAIL)
+    assert d.status.phase is Phase.ROLLING_BACK and d.router.canary == 0
+    d.tick(0, weights=Weights(stable=90, canary=10))  # router not yet showing the rollback
+    assert d.status.phase is Phase.ROLLING_BACK
+    d.tick(1)
+    assert d.status.phase is Phase.ROLLED_BACK
+    assert "analysis failed" in d.status.reason and "traffic verified" in d.status.reason
+
+
+def test_a_failure_between_passes_does_not_advance_the_step() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.analyse(10, Verdict.FAIL)
+    assert d.status.step_index == 0
+    d.analyse(10, Verdict.PASS)
+    assert d.status.step_index == 1 and d.status.failures == 1
+
+
+def test_idle_canary_pauses_instead_of_failing() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.analyse(10, Verdict.INCONCLUSIVE)
+    d.analyse(10, Verdict.INCONCLUSIVE)
+    assert d.status.phase is Phase.PAUSED and d.status.paused_by == "analysis"
+    assert d.router.canary == 10, "traffic split stays as it was while paused"
+    d.tick(5, action="resume")
+    assert d.status.phase is Phase.PROGRESSING and d.status.consecutive_inconclusive == 0
+
+
+def test_strict_profile_rolls_back_on_first_failure_and_on_inconclusive() -> None:
+    spec = make_spec().model_copy(update={"analysis": make_spec().analysis.model_copy(
+        update={"profile": "strict"})})
+    for verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+        d = Driver(spec)
+        d.tick(canary=READY)
+        d.analyse(10, verdict)
+        assert d.status.phase is Phase.ROLLING_BACK
+
+
+def test_canary_never_ready_fails_without_touching_routing() -> None:
+    d = Driver(make_spec())
+    not_ready = machine.WorkloadState(exists=True, available=False, detail="0/2 available")
+    d.tick(canary=not_ready)
+    decision = d.tick(59, canary=not_ready)
+    assert d.status.phase is Phase.PENDING and not decision.actions
+    d.tick(1, canary=not_ready)
+    assert d.status.phase is Phase.FAILED and "0/2 available" in d.status.reason
+    assert d.router.canary == 0 and not any(t.target is Phase.PROGRESSING for t in d.transitions)
+
+
+def test_second_rollout_for_a_busy_target_fails_naming_the_running_one() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY, blocking="demo/first")
+    assert d.status.phase is Phase.FAILED and "demo/first" in d.status.reason
+
+
+def test_superseded_rollout_rolls_back() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.tick(1, superseded_by="demo/newer")
+    assert d.status.phase is Phase.ROLLING_BACK and d.router.canary == 0
+    d.tick(1)
+    assert d.status.phase is Phase.ROLLED_BACK and "demo/newer" in d.status.reason
+
+
+def test_operator_pause_resume_promote_abort() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.tick(3, action="pause")
+    assert d.status.phase is Phase.PAUSED and d.status.paused_by == "operator"
+    assert not machine.analysis_due(d.ctx, d.status, d.now + timedelta(hours=1))
+    d.tick(100, action="resume")
+    assert d.status.phase is Phase.PROGRESSING and d.status.step_started_at == d.now
+    d.tick(1, action="promote")
+    assert d.status.phase is Phase.PROMOTING and d.router.canary == 100
+    d.tick(1)
+    assert d.status.phase is Phase.SUCCEEDED
+
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.tick(1, action="abort")
+    d.tick(1)
+    assert d.status.phase is Phase.ABORTED and d.router.canary == 0
+
+
+def test_manual_gate_waits_for_approval() -> None:
+    d = Driver(make_spec(steps=[{"weight": 20, "gate": "manual"}, {"weight": 60}]))
+    d.tick(canary=READY)
+    d.analyse(10, Verdict.PASS)
+    assert d.status.phase is Phase.PAUSED and d.status.paused_by == "gate"
+    d.tick(500)
+    assert d.status.phase is Phase.PAUSED
+    d.tick(1, action="resume")
+    assert d.status.phase is Phase.PROGRESSING and d.status.step_index == 1
+    assert d.router.canary == 60
+
+
+def test_recorded_weights_are_restored_after_a_crash_between_status_and_router_write() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.analyse(10, Verdict.PASS)  # status now says 50%, and the router got it
+    d.router = Weights(stable=90, canary=10)  # as if the process died before the write
+    decision = d.tick(1)
+    assert decision.actions == (machine.SetWeights(50),)
+    assert d.router.canary == 50 and d.status.step_index == 1
+
+
+def test_a_deadline_that_passed_while_down_is_handled_at_once() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.now += timedelta(minutes=10)
+    assert machine.analysis_due(d.ctx, d.status, d.now)
+    d.tick(0, analysis=run(Verdict.PASS, d.now))
+    assert d.status.step_index == 1
+
+
+def test_every_transition_is_in_the_table() -> None:
+    for source, edges in machine.TRANSITIONS.items():
+        assert not source.terminal
+        for target in edges.values():
+            assert isinstance(target, Phase)
+
+
+def test_step_weight_plan_expands_to_max_weight() -> None:
+    assert [s.weight for s in steps(make_spec(stepWeight=20, maxWeight=50))] == [20, 40, 50]
+    assert [s.weight for s in steps(make_spec(stepWeight=25, maxWeight=100))] == [25, 50, 75, 100]
+
+
+def test_overrides_may_only_tighten_thresholds() -> None:
+    spec = make_spec()
+    tighter = spec.analysis.model_validate(
+        {"profile": "p", "thresholds": {"istio-success-rate": {"min": 99.5}}})
+    looser = spec.analysis.model_validate(
+        {"profile": "p", "thresholds": {"istio-success-rate": {"min": 90}}})
+    ok = resolve_analysis(SETTINGS, spec.model_copy(update={"analysis": tighter}))
+    assert ok.checks[0].min == 99.5
+    with pytest.raises(PlanError, match="thresholds.istio-success-rate.min"):
+        resolve_analysis(SETTINGS, spec.model_copy(update={"analysis": looser}))
+    with pytest.raises(PlanError, match="unknown profile"):
+        resolve_analysis(SETTINGS, spec.model_copy(
+            update={"analysis": spec.analysis.model_validate({"profile": "nope"})}))
