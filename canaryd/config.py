@@ -47,7 +47,7 @@ class MetricTemplate(Model):
     requests: str | None = Field(
         default=None, description="request-count query; below minRequests a check is inconclusive"
     )
-    labels: dict[Literal["namespace", "workload"], str] | None = Field(
+    labels: dict[str, str] | None = Field(
         default=None, description="result labels naming the workload: makes the query groupable"
     )
     params: dict[Label, ParamSpec] = Field(default_factory=dict)

@@ -113,6 +113,7 @@ class Observations:
     router_error: str | None = None
     analysis: tuple[CheckResult, ...] | None = None
     blocking: str | None = None
+    waiting_for: str | None = None
     superseded_by: str | None = None
     action: Action | None = None
     invalid: str | None = None
@@ -262,6 +263,9 @@ def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
         b.move(T.INVALID, obs.invalid)
     elif obs.blocking is not None:
         b.move(T.BLOCKED, f"target busy: rollout {obs.blocking} is active for the same target")
+    elif obs.waiting_for is not None:
+        b.update(reason=f"waiting for superseded rollout {obs.waiting_for} to roll back")
+        b.wake_in(1.0)
     elif obs.router_error is not None:
         b.move(T.ROUTER_BROKEN, f"routing not touched: {obs.router_error}")
     elif obs.canary is not None and obs.canary.available:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(
@@ -38,5 +38,13 @@ def check_subdomain(value: str) -> str:
     return value
 
 
-Label = Annotated[str, AfterValidator(check_label)]
-Subdomain = Annotated[str, AfterValidator(check_subdomain)]
+Label = Annotated[
+    str,
+    AfterValidator(check_label),
+    WithJsonSchema({"type": "string", "maxLength": 63, "pattern": DNS1123_LABEL_PATTERN}),
+]
+Subdomain = Annotated[
+    str,
+    AfterValidator(check_subdomain),
+    WithJsonSchema({"type": "string", "maxLength": 253, "pattern": DNS1123_SUBDOMAIN_PATTERN}),
+]

@@ -1,0 +1,200 @@
+"""Kubernetes access: client construction, the Rollout store, Deployments, Events.
+
+Every call carries a timeout and goes through `retry.kube_call`. Status writes carry the
+resourceVersion the decision was made from, so a stale writer (a paused old leader, a
+second process) is fenced by the API server's 409.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from canaryd.adapters.retry import kube_call
+from canaryd.core import model
+from canaryd.core.machine import WorkloadState
+
+log = structlog.get_logger("canaryd.kube")
+TIMEOUT = 10.0
+MERGE = "application/merge-patch+json"
+
+
+async def make_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster config when running in a pod, else the given (or default) kubeconfig."""
+    configuration = client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        await config.load_kube_config(
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    return client.ApiClient(configuration=configuration)
+
+
+class Conflict(Exception):
+    """The object changed since it was read: the write was fenced."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class RolloutStore:
+    """Rollout custom resources: list, watch, fenced status writes, action clearing."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    async def list(self) -> tuple[list[dict[str, Any]], str]:
+        body = await kube_call(
+            "list rollouts",
+            lambda: self.custom.list_cluster_custom_object(
+                model.GROUP, model.VERSION, model.PLURAL, _request_timeout=TIMEOUT
+            ),
+        )
+        return list(body.get("items", [])), str(body["metadata"]["resourceVersion"])
+
+    async def watch(self, resource_version: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        w = watch.Watch()
+        try:
+            async with w.stream(
+                self.custom.list_cluster_custom_object,
+                model.GROUP, model.VERSION, model.PLURAL,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=60,
+                _request_timeout=90,
+            ) as stream:
+                async for event in stream:
+                    yield event["type"], event["raw_object"]
+        finally:
+            w.stop()
+
+    async def get(self, ref: ObjectRef) -> dict[str, Any]:
+        result: dict[str, Any] = await kube_call(
+            f"get rollout {ref}",
+            lambda: self.custom.get_namespaced_custom_object(
+                model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name,
+                _request_timeout=TIMEOUT,
+            ),
+        )
+        return result
+
+    async def write_status(
+        self, ref: ObjectRef, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Replace .status, only if the object is still at `resource_version`."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        try:
+            result: dict[str, Any] = await kube_call(
+                f"write status {ref}",
+                lambda: self.custom.patch_namespaced_custom_object_status(
+                    model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
+                    _content_type=MERGE, _request_timeout=TIMEOUT,
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(ref)) from None
+            raise
+        return result
+
+    async def clear_action(self, ref: ObjectRef, resource_version: str) -> dict[str, Any]:
+        body = {
+            "metadata": {
+                "resourceVersion": resource_version,
+                "annotations": {model.ACTION_ANNOTATION: None},
+            }
+        }
+        try:
+            result: dict[str, Any] = await kube_call(
+                f"clear action {ref}",
+                lambda: self.custom.patch_namespaced_custom_object(
+                    model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
+                    _content_type=MERGE, _request_timeout=TIMEOUT,
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(ref)) from None
+            raise
+        return result
+
+    async def emit_event(
+        self, rollout: dict[str, Any], *, reason: str, message: str, warning: bool = False,
+        component: str = "canaryd",
+    ) -> None:
+        meta = rollout["metadata"]
+        now = datetime.now(UTC).replace(microsecond=0)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{meta['name']}.{uuid.uuid4().hex[:16]}", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=model.API_VERSION, kind=model.KIND, name=meta["name"],
+                namespace=meta["namespace"], uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type="Warning" if warning else "Normal",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component=component),
+            reporting_component=component,
+        )
+        try:
+            await kube_call(
+                f"event {meta['namespace']}/{meta['name']}",
+                lambda: self.core.create_namespaced_event(
+                    meta["namespace"], event, _request_timeout=TIMEOUT
+                ),
+                attempts=2,
+            )
+        except Exception as exc:  # an event is best effort, never fatal
+            log.warning("event not recorded", rollout=meta["name"], error=str(exc)[:200])
+
+
+class Workloads:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.apps = client.AppsV1Api(api)
+
+    async def state(self, ref: ObjectRef, *, min_available: int) -> WorkloadState:
+        try:
+            raw = await kube_call(
+                f"get deployment {ref}",
+                lambda: self.apps.read_namespaced_deployment(
+                    ref.name, ref.namespace, _request_timeout=TIMEOUT, _preload_content=False
+                ),
+            )
+            body = await raw.json()
+        except ApiException as exc:
+            if exc.status == 404:
+                return WorkloadState(exists=False, available=False, detail=f"{ref} not found")
+            raise
+        generation = body["metadata"].get("generation", 0)
+        status = body.get("status") or {}
+        observed = status.get("observedGeneration", 0)
+        available = status.get("availableReplicas") or 0
+        if observed < generation:
+            return WorkloadState(True, False, f"{ref}: rollout of generation {generation} "
+                                              f"not observed yet ({observed})")
+        if available < min_available:
+            return WorkloadState(True, False, f"{ref}: {available} available, "
+                                              f"{min_available} required")
+        return WorkloadState(True, True, f"{ref}: {available} available")

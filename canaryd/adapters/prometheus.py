@@ -1,0 +1,105 @@
+"""Prometheus queries through prometheus-api-client.
+
+The client is synchronous, so calls run in a worker thread; each has a timeout; the
+library's own urllib3 retry is disabled (it would also retry query timeouts) and tenacity
+retries connection failures and 5xx a bounded number of times instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+import structlog
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+from urllib3.util.retry import Retry
+
+log = structlog.get_logger("canaryd.prometheus")
+
+Sample = tuple[Mapping[str, str], float]
+
+
+class QueryError(Exception):
+    """Prometheus did not answer the query (unreachable, error status, bad data)."""
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, requests.ConnectionError | requests.Timeout | TimeoutError):
+        return True
+    return isinstance(exc, PrometheusApiClientException) and "Status Code 5" in str(exc)
+
+
+def _value(raw: str) -> float:
+    return float(raw)  # Prometheus sends "NaN", "+Inf", "-Inf" as strings; float() reads them
+
+
+class PrometheusClient:
+    def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 2) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self._conn = PrometheusConnect(
+            url=self.url, disable_ssl=True, retry=Retry(total=0), timeout=timeout
+        )
+        self.queries = 0
+        self.errors = 0
+        self.seconds = 0.0
+
+    def _query_sync(self, query: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._conn.custom_query(
+            query, params={"timeout": f"{max(self.timeout - 0.5, 0.5):g}s"}
+        )
+        return result
+
+    async def query(self, query: str) -> list[Sample]:
+        """An instant vector as (labels, value) pairs; QueryError when there is no answer."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("retrying prometheus query", attempt=state.attempt_number,
+                        error=str(exc)[:200])
+
+        started = time.monotonic()
+        self.queries += 1
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(_retryable),
+                stop=stop_after_attempt(self.retries + 1),
+                wait=wait_exponential_jitter(initial=0.2, max=1.0),
+                before_sleep=before_sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    raw = await asyncio.wait_for(
+                        asyncio.to_thread(self._query_sync, query), timeout=self.timeout + 1
+                    )
+        except (requests.RequestException, PrometheusApiClientException, TimeoutError) as exc:
+            self.errors += 1
+            raise QueryError(f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        finally:
+            self.seconds += time.monotonic() - started
+        out: list[Sample] = []
+        for series in raw:
+            try:
+                out.append((series.get("metric", {}), _value(series["value"][1])))
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise QueryError(f"unexpected sample shape: {str(series)[:200]}") from None
+        return out
+
+    async def ready(self) -> bool:
+        try:
+            samples = await self.query("vector(1)")
+        except QueryError:
+            return False
+        return bool(samples) and not math.isnan(samples[0][1])

@@ -1,0 +1,119 @@
+"""The Rollout CustomResourceDefinition, generated from the pydantic models.
+
+The models are the one source of truth; `deploy/crds/canaryd-rollout.yaml` is this output,
+checked in and compared by a test. Pydantic's JSON Schema is turned into a structural
+OpenAPI v3 schema: references inlined, nullable unions folded, titles dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from canaryd.core import model
+
+_DROP = {"title", "default"}
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_structural(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(options) == 1:
+            return _structural({**options[0], **rest}, defs)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "exclusiveMinimum":
+            out["minimum"] = value
+            out["exclusiveMinimum"] = True
+        elif key == "properties":
+            out[key] = {k: _structural(v, defs) for k, v in value.items()}
+        elif key == "additionalProperties" and value is False:
+            continue  # structural schemas prune unknown fields instead
+        else:
+            out[key] = _structural(value, defs)
+    return out
+
+
+def spec_schema() -> dict[str, Any]:
+    raw = model.RolloutSpec.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    schema: dict[str, Any] = _structural(raw, defs)
+    return schema
+
+
+def rollout_crd() -> dict[str, Any]:
+    printer = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Weight", "type": "integer", "jsonPath": ".status.weights.canary"},
+        {"name": "Step", "type": "integer", "jsonPath": ".status.stepIndex"},
+        {"name": "Target", "type": "string", "jsonPath": ".spec.target", "priority": 1},
+        {"name": "Version", "type": "string", "jsonPath": ".spec.version", "priority": 1},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{model.PLURAL}.{model.GROUP}"},
+        "spec": {
+            "group": model.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": model.KIND,
+                "plural": model.PLURAL,
+                "singular": "rollout",
+                "shortNames": ["ro", "cro"],
+                "listKind": "RolloutList",
+                "categories": ["canaryd"],
+            },
+            "versions": [
+                {
+                    "name": model.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A progressive rollout of a new version of a service.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render() -> str:
+    header = "# Generated from canaryd.core.model by `python -m canaryd.crd`; do not edit.\n"
+    return header + yaml.safe_dump(rollout_crd(), sort_keys=False, width=100)
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,1 @@
+"""The runtime: gathers observations, calls the pure core, applies its decisions."""

@@ -1,0 +1,369 @@
+"""The controller: keeps a watch-fed cache of Rollouts and reconciles the ones that are due.
+
+One round: gather observations for every due rollout (concurrently), run the analyses that
+are due in one coalesced batch, call the pure `decide` for each, write the new status
+(fenced by resourceVersion), then apply its router actions. Status first, actions second:
+a crash in between leaves a recorded intent the next round converges to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from canaryd.adapters.kube import Conflict, ObjectRef, RolloutStore, Workloads
+from canaryd.adapters.prometheus import PrometheusClient
+from canaryd.adapters.routers import RouterError, make_router
+from canaryd.config import Settings
+from canaryd.core import machine, plan, targets
+from canaryd.core.model import ACTION_ANNOTATION, Phase, RolloutSpec, RolloutStatus, parse_status
+from canaryd.runtime.analysis import Analyzer, Job
+from canaryd.runtime.metrics import DaemonMetrics
+
+log = structlog.get_logger("canaryd.controller")
+ACTIONS = ("pause", "resume", "promote", "abort")
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _key(obj: dict[str, Any]) -> str:
+    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        path = "spec." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "spec"
+        parts.append(f"{path}: {err['msg']}")
+    return "invalid rollout: " + "; ".join(parts)
+
+
+@dataclass
+class _Work:
+    key: str
+    raw: dict[str, Any]
+    status: RolloutStatus
+    ctx: machine.Context
+    spec: RolloutSpec | None
+    obs: dict[str, Any] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(
+        self,
+        *,
+        api: client.ApiClient,
+        settings: Callable[[], Settings],
+        prometheus: PrometheusClient,
+        metrics: DaemonMetrics,
+        identity: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.api = api
+        self.settings = settings
+        self.prometheus = prometheus
+        self.metrics = metrics
+        self.identity = identity
+        self.clock = clock
+        self.store = RolloutStore(api)
+        self.workloads = Workloads(api)
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self.listeners: list[Listener] = []
+        self._due: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._step_started: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ cache (informer)
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        key = _key(obj)
+        if kind == "DELETED":
+            self.cache.pop(key, None)
+            self._due.pop(key, None)
+        else:
+            old = self.cache.get(key)
+            self.cache[key] = obj
+            if old is None or old.get("spec") != obj.get("spec") or (
+                old["metadata"].get("annotations") != obj["metadata"].get("annotations")
+            ):
+                self._due[key] = 0.0
+                self._wake.set()
+        for listener in self.listeners:
+            listener(kind, obj)
+
+    async def informer(self, stop: asyncio.Event) -> None:
+        """List, then watch from the list's resourceVersion; re-list on 410 or any error."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                items, rv = await self.store.list()
+                seen = set()
+                for obj in items:
+                    seen.add(_key(obj))
+                    self._apply("ADDED", obj)
+                for gone in set(self.cache) - seen:
+                    self._apply("DELETED", self.cache[gone])
+                self.synced.set()
+                backoff = 0.2
+                while not stop.is_set():
+                    async for kind, obj in self.store.watch(rv):
+                        rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                        if kind == "ERROR":
+                            raise ApiException(status=obj.get("code", 500), reason="watch error")
+                        if kind != "BOOKMARK":
+                            self._apply(kind, obj)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: back off, then re-list
+                status = getattr(exc, "status", None)
+                log.info("rollout watch restarting", error=type(exc).__name__, status=status)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    # ------------------------------------------------------------------ reconcile loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        informer = asyncio.create_task(self.informer(stop), name="rollout-informer")
+        try:
+            await self.synced.wait()
+            while not stop.is_set():
+                tick = self.settings().controller.tick
+                started = time.monotonic()
+                try:
+                    await self.round()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("reconcile round failed")
+                self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+                self._wake.clear()
+                soonest = min((d for d in self._due.values()), default=time.monotonic() + tick)
+                delay = min(max(soonest - time.monotonic(), 0.05), tick)
+                wake = asyncio.create_task(self._wake.wait())
+                halt = asyncio.create_task(stop.wait())
+                await asyncio.wait({wake, halt}, timeout=delay,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for task in (wake, halt):
+                    task.cancel()
+        finally:
+            informer.cancel()
+            await asyncio.gather(informer, return_exceptions=True)
+
+    def _entries(self) -> list[targets.Entry]:
+        out = []
+        for obj in self.cache.values():
+            spec = obj.get("spec") or {}
+            try:
+                phase = Phase((obj.get("status") or {}).get("phase", "Pending"))
+            except ValueError:
+                phase = Phase.PENDING
+            out.append(targets.Entry(
+                namespace=obj["metadata"]["namespace"], name=obj["metadata"]["name"],
+                target=str(spec.get("target", "")),
+                created=obj["metadata"].get("creationTimestamp", ""), phase=phase,
+                supersede=bool(spec.get("supersede", False)),
+            ))
+        return out
+
+    async def round(self) -> None:
+        settings = self.settings()
+        mono = time.monotonic()
+        now = self.clock()
+        due = [k for k, obj in self.cache.items()
+               if self._due.get(k, 0.0) <= mono
+               and not Phase((obj.get("status") or {}).get("phase", "Pending")).terminal]
+        self._update_phase_gauge()
+        if not due:
+            return
+        arbitration = targets.arbitrate(self._entries())
+        sem = asyncio.Semaphore(64)
+
+        async def prepare(key: str) -> _Work | None:
+            async with sem:
+                return await self._prepare(key, settings, arbitration.get(key))
+
+        works = [w for w in await asyncio.gather(*(prepare(k) for k in due)) if w is not None]
+        jobs = []
+        for w in works:
+            if w.spec is not None and machine.analysis_due(w.ctx, w.status, now):
+                assert w.ctx.analysis is not None
+                jobs.append(Job(rollout=w.key, namespace=w.raw["metadata"]["namespace"],
+                                stable=w.spec.workloads.stable, canary=w.spec.workloads.canary,
+                                analysis=w.ctx.analysis, step=w.status.step_index))
+        if jobs:
+            analyzer = Analyzer(prometheus=self.prometheus, settings=settings)
+            errors_before = self.prometheus.errors
+            results = await analyzer.run(jobs, now)
+            self.metrics.prometheus_queries_per_round.set(analyzer.queries_last_round)
+            self.metrics.prometheus_errors.inc(self.prometheus.errors - errors_before)
+            for w in works:
+                if w.key in results:
+                    w.obs["analysis"] = results[w.key]
+
+        async def finish(w: _Work) -> None:
+            async with sem:
+                await self._finish(w, now)
+
+        await asyncio.gather(*(finish(w) for w in works))
+
+    def _update_phase_gauge(self) -> None:
+        counts = dict.fromkeys(Phase, 0)
+        for obj in self.cache.values():
+            try:
+                counts[Phase((obj.get("status") or {}).get("phase", "Pending"))] += 1
+            except ValueError:
+                continue
+        for phase, n in counts.items():
+            self.metrics.rollouts.labels(phase=phase.value).set(n)
+
+    async def _prepare(
+        self, key: str, settings: Settings, arb: targets.Arbitration | None
+    ) -> _Work | None:
+        raw = self.cache.get(key)
+        if raw is None:
+            return None
+        status = parse_status(raw.get("status"))
+        meta = raw["metadata"]
+        ns = meta["namespace"]
+        obs: dict[str, Any] = {}
+        spec: RolloutSpec | None = None
+        ctx = machine.Context(steps=(), analysis=None, ready_timeout=0.0,
+                              generation=meta.get("generation"),
+                              checks_kept=settings.controller.checks_kept)
+        try:
+            spec = RolloutSpec.model_validate(raw.get("spec") or {})
+            ctx = machine.Context(
+                steps=plan.steps(spec), analysis=plan.resolve_analysis(settings, spec),
+                ready_timeout=spec.workloads.ready_timeout, generation=meta.get("generation"),
+                checks_kept=settings.controller.checks_kept,
+            )
+        except ValidationError as exc:
+            obs["invalid"] = _validation_message(exc)
+            spec = None
+        except plan.PlanError as exc:
+            obs["invalid"] = f"invalid rollout: {exc}"
+            spec = None
+        if spec is None and status.phase is not Phase.PENDING:
+            log.error("rollout spec became invalid mid-flight; leaving it", rollout=key,
+                      reason=obs["invalid"])
+            self._due[key] = time.monotonic() + 10
+            return None
+        action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
+        if action in ACTIONS:
+            obs["action"] = action
+        if arb is not None:
+            obs.update(blocking=arb.blocking, waiting_for=arb.waiting_for,
+                       superseded_by=arb.superseded_by)
+        if spec is not None:
+            router = make_router(self.api, ns, spec)
+            try:
+                if status.phase is Phase.PENDING:
+                    obs["canary"] = await self.workloads.state(
+                        ObjectRef(ns, spec.workloads.canary),
+                        min_available=spec.workloads.min_available,
+                    )
+                obs["weights"] = await router.read()
+            except RouterError as exc:
+                obs["router_error"] = str(exc)
+            except (ApiException, OSError, TimeoutError) as exc:
+                log.warning("observation failed; retrying next round", rollout=key,
+                            error=f"{type(exc).__name__}: {exc}"[:300])
+                self.metrics.kube_errors.labels(operation="observe").inc()
+                self._due[key] = time.monotonic() + 1.0
+                return None
+        return _Work(key=key, raw=raw, status=status, ctx=ctx, spec=spec, obs=obs)
+
+    async def _finish(self, w: _Work, now: datetime) -> None:
+        meta = w.raw["metadata"]
+        ref = ObjectRef(meta["namespace"], meta["name"])
+        bound = log.bind(rollout=w.key, step=w.status.step_index)
+        decision = machine.decide(w.ctx, w.status, machine.Observations(**w.obs), now)
+        new_status = decision.status.model_copy(update={"controller": self.identity}).wire()
+        rv = meta["resourceVersion"]
+        tick = self.settings().controller.tick
+        if new_status != (w.raw.get("status") or {}) and (
+            decision.status.model_dump() != w.status.model_dump()
+        ):
+            try:
+                updated = await self.store.write_status(ref, new_status, rv)
+            except Conflict:
+                bound.info("status write fenced (object changed); re-reading")
+                self._due[w.key] = time.monotonic() + 0.2
+                return
+            except (ApiException, OSError, TimeoutError) as exc:
+                bound.warning("status write failed; actions held back", error=str(exc)[:300])
+                self.metrics.kube_errors.labels(operation="write_status").inc()
+                self._due[w.key] = time.monotonic() + 1.0
+                return
+            self.cache[w.key] = updated
+            rv = updated["metadata"]["resourceVersion"]
+        for result in w.obs.get("analysis") or ():
+            self._record_check(ref, result)
+            bound.info("check", metric=result.metric, value=result.value,
+                       threshold=result.threshold, verdict=result.verdict.value,
+                       reason=result.reason, query=result.query)
+        for t in decision.transitions:
+            self._record_transition(w, ref, t, decision.status)
+        assert w.spec is not None or not decision.actions
+        for action in decision.actions:
+            assert w.spec is not None
+            try:
+                seen = await make_router(self.api, ref.namespace, w.spec).write(action.weights)
+                bound.info("weights set", stable=seen.stable, canary=seen.canary)
+                self.metrics.weight.labels(ref.namespace, ref.name).set(seen.canary)
+            except (RouterError, ApiException, OSError, TimeoutError) as exc:
+                bound.warning("weights not set; will retry", error=str(exc)[:300])
+                self.metrics.kube_errors.labels(operation="set_weights").inc()
+                decision = machine.Decision(status=decision.status, requeue_after=1.0)
+        if decision.clear_action:
+            try:
+                updated = await self.store.clear_action(ref, rv)
+                self.cache[w.key] = updated
+            except (Conflict, ApiException, OSError, TimeoutError) as exc:
+                bound.info("action annotation not cleared yet", error=str(exc)[:200])
+        wait = decision.requeue_after if decision.requeue_after is not None else tick
+        self._due[w.key] = time.monotonic() + min(max(wait, 0.05), tick * 5)
+
+    def _record_check(self, ref: ObjectRef, result: Any) -> None:
+        m = self.metrics
+        m.check_outcomes.labels(result.metric, result.verdict.value).inc()
+        if result.value is not None:
+            m.check_value.labels(ref.namespace, ref.name, result.metric).set(result.value)
+
+    def _record_transition(
+        self, w: _Work, ref: ObjectRef, t: machine.Transition, status: RolloutStatus
+    ) -> None:
+        self.metrics.transitions.labels(t.source.value, t.target.value, t.trigger.value).inc()
+        mono = time.monotonic()
+        if w.key in self._step_started and t.trigger in (
+            machine.Trigger.STEP_PASSED, machine.Trigger.LAST_STEP_PASSED
+        ):
+            self.metrics.step_seconds.observe(mono - self._step_started[w.key])
+        self._step_started[w.key] = mono
+        warning = t.target in (Phase.ROLLING_BACK, Phase.FAILED, Phase.ROLLED_BACK)
+        log.info("transition", rollout=w.key, source=t.source.value, target=t.target.value,
+                 trigger=t.trigger.value, reason=t.message,
+                 weight=status.weights.canary if status.weights else None)
+        raw = self.cache.get(w.key, w.raw)
+        task = asyncio.get_running_loop().create_task(
+            self.store.emit_event(raw, reason=t.trigger.value, message=t.message,
+                                  warning=warning)
+        )
+        self._background.add(task)  # keep a reference until done (the loop holds weak ones)
+        task.add_done_callback(self._background.discard)
