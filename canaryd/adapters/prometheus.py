@@ -25,6 +25,8 @@ from tenacity import (
 )
 from urllib3.util.retry import Retry
 
+from canaryd.core.durations import format_duration
+
 log = structlog.get_logger("canaryd.prometheus")
 
 Sample = tuple[Mapping[str, str], float]
@@ -58,7 +60,7 @@ class PrometheusClient:
 
     def _query_sync(self, query: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._conn.custom_query(
-            query, params={"timeout": f"{max(self.timeout - 0.5, 0.5):g}s"}
+            query, params={"timeout": format_duration(max(self.timeout - 0.5, 0.5))}
         )
         return result
 

@@ -16,7 +16,16 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from canaryd.core import verdict as verdicts
-from canaryd.core.model import CheckResult, Condition, Phase, RolloutStatus, Step, Verdict, Weights
+from canaryd.core.model import (
+    CheckResult,
+    Condition,
+    HistoryEntry,
+    Phase,
+    RolloutStatus,
+    Step,
+    Verdict,
+    Weights,
+)
 from canaryd.core.plan import EffectiveAnalysis
 
 
@@ -76,6 +85,8 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
     # RollingBack ends in status.outcome (RolledBack or Aborted), set when it began.
     P.ROLLING_BACK: {T.TRAFFIC_CONFIRMED: P.ROLLED_BACK},
 }
+
+HISTORY_KEPT = 100
 
 Action = Literal["pause", "resume", "promote", "abort"]
 
@@ -166,16 +177,26 @@ class _Builder:
         if source is Phase.ROLLING_BACK and self.status.outcome is not None:
             target = self.status.outcome
         self.transitions.append(Transition(source, target, trigger, message))
+        seq = self.status.sequence + 1
+        entry = HistoryEntry(seq=seq, time=self.now, source=source, phase=target,
+                             trigger=trigger.value, reason=message,
+                             weights=changes.get("weights", self.status.weights))
         self.update(
             phase=target,
             reason=message,
-            sequence=self.status.sequence + 1,
+            sequence=seq,
+            history=[*self.status.history, entry][-HISTORY_KEPT:],
             **({"phase_started_at": self.now} if target is not source else {}),
             **changes,
         )
 
     def route(self, canary: int) -> None:
-        self.update(weights=SetWeights(canary).weights)
+        weights = SetWeights(canary).weights
+        history = self.status.history
+        if history and history[-1].seq == self.status.sequence:
+            # the transition that caused this move records the weights it set
+            history = [*history[:-1], history[-1].model_copy(update={"weights": weights})]
+        self.update(weights=weights, history=history)
         self.actions.append(SetWeights(canary))
 
     def wake_in(self, seconds: float) -> None:
@@ -288,8 +309,10 @@ def _record_run(b: _Builder, ctx: Context, results: tuple[CheckResult, ...]) -> 
     limits = ctx.analysis.limits
     outcome = verdicts.overall(results)
     s = b.status
-    checks = [*s.checks, *results][-ctx.checks_kept :]
-    b.update(checks=checks, last_analysis_at=b.now, sequence=s.sequence + 1)
+    seq = s.sequence + 1
+    numbered = [r.model_copy(update={"seq": seq}) for r in results]
+    checks = [*s.checks, *numbered][-ctx.checks_kept :]
+    b.update(checks=checks, last_analysis_at=b.now, sequence=seq)
     if outcome is Verdict.PASS:
         b.update(
             consecutive_failures=0,

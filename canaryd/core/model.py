@@ -60,14 +60,61 @@ class IstioRouter(Model):
         return self
 
 
+class BackendRef(Model):
+    name: Label
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+
+
+class GatewayApiRouter(Model):
+    """Gateway API HTTPRoute (gateway.networking.k8s.io, or Linkerd's policy.linkerd.io)."""
+
+    http_route: Subdomain
+    api_group: Literal["gateway.networking.k8s.io", "policy.linkerd.io"] = (
+        "gateway.networking.k8s.io"
+    )
+    rule: Annotated[int, Field(ge=0, le=63)] | None = Field(
+        default=None, description="index of the rule to manage; default: the first one"
+    )
+    rule_name: Label | None = Field(default=None, description="or the rule's name (v1.2+)")
+    stable: BackendRef
+    canary: BackendRef
+
+    @model_validator(mode="after")
+    def _distinct(self) -> GatewayApiRouter:
+        if self.stable.name == self.canary.name:
+            raise ValueError("stable and canary backendRefs must differ")
+        if self.rule is not None and self.rule_name is not None:
+            raise ValueError("give rule or ruleName, not both")
+        return self
+
+
+class SmiRouter(Model):
+    """SMI TrafficSplit (split.smi-spec.io), backends by Service name."""
+
+    traffic_split: Subdomain
+    stable: Label
+    canary: Label
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SmiRouter:
+        if self.stable == self.canary:
+            raise ValueError("stable and canary services must differ")
+        return self
+
+
+ROUTER_KINDS = ("istio", "gatewayApi", "smi")
+
+
 class Router(Model):
     istio: IstioRouter | None = None
+    gateway_api: GatewayApiRouter | None = None
+    smi: SmiRouter | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Router:
         chosen = [name for name, value in self if value is not None]
         if len(chosen) != 1:
-            raise ValueError("set exactly one router kind (istio)")
+            raise ValueError(f"set exactly one router kind ({', '.join(ROUTER_KINDS)})")
         return self
 
 
@@ -193,9 +240,10 @@ class Verdict(enum.StrEnum):
 
 
 class CheckResult(Model):
+    seq: int = Field(default=0, description="status.sequence of the analysis run")
     metric: str
     query: str
-    value: float | None
+    value: float | None = None
     stable_value: float | None = None
     requests: float | None = None
     threshold: str
@@ -203,6 +251,18 @@ class CheckResult(Model):
     reason: str
     time: datetime
     step: int
+
+
+class HistoryEntry(Model):
+    """One transition, kept in status so any replica can replay a rollout's event stream."""
+
+    seq: int
+    time: datetime
+    source: Phase
+    phase: Phase
+    trigger: str
+    reason: str
+    weights: Weights | None = None
 
 
 class Condition(Model):
@@ -232,6 +292,7 @@ class RolloutStatus(Model):
     consecutive_failures: int = 0
     consecutive_inconclusive: int = 0
     checks: list[CheckResult] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
     reason: str = ""
     paused_by: Literal["operator", "analysis", "gate"] | None = None
     resume_phase: Phase | None = None

@@ -196,7 +196,12 @@ class Controller:
 
         async def prepare(key: str) -> _Work | None:
             async with sem:
-                return await self._prepare(key, settings, arbitration.get(key))
+                try:
+                    return await self._prepare(key, settings, arbitration.get(key))
+                except Exception:  # one broken rollout must not stall the others
+                    log.exception("preparing rollout failed", rollout=key)
+                    self._due[key] = time.monotonic() + 5.0
+                    return None
 
         works = [w for w in await asyncio.gather(*(prepare(k) for k in due)) if w is not None]
         jobs = []
@@ -218,7 +223,11 @@ class Controller:
 
         async def finish(w: _Work) -> None:
             async with sem:
-                await self._finish(w, now)
+                try:
+                    await self._finish(w, now)
+                except Exception:
+                    log.exception("reconciling rollout failed", rollout=w.key)
+                    self._due[w.key] = time.monotonic() + 1.0
 
         await asyncio.gather(*(finish(w) for w in works))
 
@@ -300,8 +309,12 @@ class Controller:
         if new_status != (w.raw.get("status") or {}) and (
             decision.status.model_dump() != w.status.model_dump()
         ):
+            # Merge-patch keeps keys the patch leaves out: send cleared fields as null.
+            patch = decision.status.model_copy(update={"controller": self.identity}).model_dump(
+                mode="json", by_alias=True
+            )
             try:
-                updated = await self.store.write_status(ref, new_status, rv)
+                updated = await self.store.write_status(ref, patch, rv)
             except Conflict:
                 bound.info("status write fenced (object changed); re-reading")
                 self._due[w.key] = time.monotonic() + 0.2

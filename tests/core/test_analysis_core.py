@@ -84,7 +84,8 @@ def test_config_check_reports_every_error_with_its_path() -> None:
             "prometheus": {"timeout": "soon"},
             "metrics": {"bad": {"query": "up{x=\"{{ nope }}\"}"}},
             "profiles": {
-                "a": {"checks": [{"metric": "missing", "min": 1}, {"metric": "istio-success-rate"}]},
+                "a": {"checks": [{"metric": "missing", "min": 1},
+                                 {"metric": "istio-success-rate"}]},
                 "b": {"interval": "0.5s", "checks": [{"metric": "istio-success-rate", "min": 1}]},
             },
         })

@@ -258,7 +258,7 @@ def test_overrides_may_only_tighten_thresholds() -> None:
         {"profile": "p", "thresholds": {"istio-success-rate": {"min": 90}}})
     ok = resolve_analysis(SETTINGS, spec.model_copy(update={"analysis": tighter}))
     assert ok.checks[0].min == 99.5
-    with pytest.raises(PlanError, match="thresholds.istio-success-rate.min"):
+    with pytest.raises(PlanError, match=r"thresholds\.istio-success-rate\.min"):
         resolve_analysis(SETTINGS, spec.model_copy(update={"analysis": looser}))
     with pytest.raises(PlanError, match="unknown profile"):
         resolve_analysis(SETTINGS, spec.model_copy(

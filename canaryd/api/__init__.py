@@ -1,0 +1,1 @@
+"""The HTTP surface of `canaryd serve`: health, metrics, and the rollout API."""
