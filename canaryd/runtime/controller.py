@@ -71,6 +71,7 @@ class Controller:
         metrics: DaemonMetrics,
         identity: str,
         clock: Callable[[], datetime] = utcnow,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.api = api
         self.settings = settings
@@ -78,6 +79,9 @@ class Controller:
         self.metrics = metrics
         self.identity = identity
         self.clock = clock
+        # Leadership gate, checked right before every write: a replica that lost (or cannot
+        # renew) its lease stops acting at once, even in the middle of a round.
+        self.may_write = may_write
         self.store = RolloutStore(api)
         self.workloads = Workloads(api)
         self.cache: dict[str, dict[str, Any]] = {}
@@ -231,6 +235,29 @@ class Controller:
 
         await asyncio.gather(*(finish(w) for w in works))
 
+    async def claim(self) -> int:
+        """Fence older writers: rewrite every active rollout's status under this identity.
+
+        Called when this replica becomes leader. Each write bumps the resourceVersion, so a
+        paused former leader's in-flight write (made from an older read) gets 409.
+        """
+        claimed = 0
+        for key, obj in list(self.cache.items()):
+            status = obj.get("status") or {}
+            if Phase(status.get("phase", "Pending")).terminal or not self.may_write():
+                continue
+            meta = obj["metadata"]
+            body = {**status, "controller": self.identity}
+            try:
+                self.cache[key] = await self.store.write_status(
+                    ObjectRef(meta["namespace"], meta["name"]), body, meta["resourceVersion"]
+                )
+                claimed += 1
+            except (Conflict, ApiException, OSError, TimeoutError) as exc:
+                log.info("claim skipped", rollout=key, error=type(exc).__name__)
+            self._due[key] = 0.0
+        return claimed
+
     def _update_phase_gauge(self) -> None:
         counts = dict.fromkeys(Phase, 0)
         for obj in self.cache.values():
@@ -306,6 +333,9 @@ class Controller:
         new_status = decision.status.model_copy(update={"controller": self.identity}).wire()
         rv = meta["resourceVersion"]
         tick = self.settings().controller.tick
+        if not self.may_write():
+            bound.info("not leading; decision dropped")
+            return
         if new_status != (w.raw.get("status") or {}) and (
             decision.status.model_dump() != w.status.model_dump()
         ):
@@ -336,6 +366,9 @@ class Controller:
         assert w.spec is not None or not decision.actions
         for action in decision.actions:
             assert w.spec is not None
+            if not self.may_write():
+                bound.info("leadership lost before the router write; next leader converges")
+                return
             try:
                 seen = await make_router(self.api, ref.namespace, w.spec).write(action.weights)
                 bound.info("weights set", stable=seen.stable, canary=seen.canary)
