@@ -302,6 +302,9 @@ class RolloutStatus(Model):
     )
     conditions: list[Condition] = Field(default_factory=list)
     controller: str | None = Field(default=None, description="the replica that last wrote")
+    claimed_at: datetime | None = Field(
+        default=None, description="when the current leader claimed this rollout (fencing)"
+    )
     sequence: int = Field(default=0, description="transition counter; events are numbered by it")
 
 

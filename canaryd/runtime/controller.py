@@ -241,22 +241,23 @@ class Controller:
         Called when this replica becomes leader. Each write bumps the resourceVersion, so a
         paused former leader's in-flight write (made from an older read) gets 409.
         """
-        claimed = 0
+        count = 0
         for key, obj in list(self.cache.items()):
             status = obj.get("status") or {}
             if Phase(status.get("phase", "Pending")).terminal or not self.may_write():
                 continue
             meta = obj["metadata"]
-            body = {**status, "controller": self.identity}
+            claimed = self.clock().isoformat()
+            body = {**status, "controller": self.identity, "claimedAt": claimed}
             try:
                 self.cache[key] = await self.store.write_status(
                     ObjectRef(meta["namespace"], meta["name"]), body, meta["resourceVersion"]
                 )
-                claimed += 1
+                count += 1
             except (Conflict, ApiException, OSError, TimeoutError) as exc:
                 log.info("claim skipped", rollout=key, error=type(exc).__name__)
             self._due[key] = 0.0
-        return claimed
+        return count
 
     def _update_phase_gauge(self) -> None:
         counts = dict.fromkeys(Phase, 0)
