@@ -78,7 +78,7 @@ class PrometheusClient:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_retryable),
                 stop=stop_after_attempt(self.retries + 1),
-                wait=wait_exponential_jitter(initial=0.2, max=1.0),
+                wait=wait_exponential_jitter(multiplier=0.2, max=1.0),
                 before_sleep=before_sleep,
                 reraise=True,
             ):

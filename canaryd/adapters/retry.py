@@ -60,7 +60,7 @@ async def kube_call(
 
     409 Conflict, 404 and 422 are answers, not transient failures: they surface at once.
     """
-    wait = wait_exponential_jitter(initial=0.1, max=2.0)
+    wait = wait_exponential_jitter(multiplier=0.1, max=2.0)
 
     def wait_fn(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

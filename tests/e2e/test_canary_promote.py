@@ -1,0 +1,48 @@
+"""A healthy canary walks every step and is promoted; operator actions are honoured."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import Env
+from tests.e2e.support import TERMINAL, canary_share, eventually, rollout_manifest
+
+
+async def test_healthy_canary_is_promoted_step_by_step(env: Env) -> None:
+    await env.kube.create_rollout(rollout_manifest())
+    status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=90)
+    assert status["phase"] == "Succeeded", status["reason"]
+    history = status["history"]
+    assert [h["trigger"] for h in history] == [
+        "CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed",
+    ]
+    assert [h["weights"]["canary"] for h in history] == [20, 50, 100, 100]
+    assert await env.kube.vs_weights() == {"stable": 0, "canary": 100}
+    # Every step advanced on a passing run whose value, threshold and query were recorded.
+    passed_steps = {c["step"] for c in status["checks"] if c["verdict"] == "Pass"}
+    assert passed_steps == {0, 1}
+    for check in status["checks"]:
+        assert check["query"] and check["threshold"]
+        assert check["verdict"] != "Fail"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions["Completed"] == "True" and conditions["Promoted"] == "True"
+
+    async def on_canary() -> bool:
+        share = await canary_share(env.sandbox.prometheus_url)
+        return share is not None and share > 0.97
+
+    await eventually(on_canary, timeout=20, what="the mesh sending all traffic to the canary")
+
+
+async def test_operator_abort_rolls_back_and_verifies(env: Env) -> None:
+    await env.kube.create_rollout(rollout_manifest(plan={"steps": [{"weight": 30, "pause": "5m"}]}))
+    await env.kube.wait_phase("podinfo-v2", {"Progressing"}, timeout=30)
+    assert await env.kube.vs_weights() == {"stable": 70, "canary": 30}
+    await env.kube.act("podinfo-v2", "pause")
+    status = await env.kube.wait_phase("podinfo-v2", {"Paused"}, timeout=15)
+    assert status["pausedBy"] == "operator"
+    await env.kube.act("podinfo-v2", "abort")
+    status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=15)
+    assert status["phase"] == "Aborted"
+    assert "aborted by operator" in status["reason"]
+    assert await env.kube.vs_weights() == {"stable": 100, "canary": 0}
+    rollout = await env.kube.rollout("podinfo-v2")
+    assert "canaryd.io/action" not in (rollout["metadata"].get("annotations") or {})
