@@ -105,9 +105,12 @@ class Kube:
 
 
 async def prom_query(url: str, query: str) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        async with session.get(f"{url}/api/v1/query", params={"query": query}) as resp:
-            body = await resp.json()
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(f"{url}/api/v1/query", params={"query": query}) as resp,
+    ):
+        body = await resp.json()
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
 

@@ -35,7 +35,7 @@ async def test_sigkill_mid_step_then_restart_completes_without_skipping(
 ) -> None:
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
     kube = Kube(api)
-    logfile = open(f"{tmp_path}/daemon.log", "wb")  # noqa: ASYNC230, SIM115
+    logfile = open(f"{tmp_path}/daemon.log", "wb")  # noqa: SIM115
     proc = spawn(sandbox, logfile)
     try:
         plan = {"steps": [{"weight": 20, "pause": "8s"}, {"weight": 50, "pause": "4s"}]}

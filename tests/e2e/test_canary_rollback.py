@@ -15,7 +15,9 @@ async def traffic_back_on_stable(env: Env) -> None:
 
 
 async def test_five_percent_errors_roll_back_after_the_first_failed_interval(env: Env) -> None:
-    await env.kube.annotate_deployment("podinfo-canary", **{"sandbox.canaryd.io/error-ratio": "0.05"})
+    await env.kube.annotate_deployment(
+        "podinfo-canary", **{"sandbox.canaryd.io/error-ratio": "0.05"}
+    )
     await env.kube.create_rollout(rollout_manifest())
     status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=90)
     assert status["phase"] == "RolledBack", status["reason"]
