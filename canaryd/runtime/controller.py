@@ -143,31 +143,46 @@ class Controller:
     # ------------------------------------------------------------------ reconcile loop
 
     async def run(self, stop: asyncio.Event) -> None:
+        """A single replica's whole job: the informer plus the reconcile loop."""
         informer = asyncio.create_task(self.informer(stop), name="rollout-informer")
         try:
-            await self.synced.wait()
-            while not stop.is_set():
-                tick = self.settings().controller.tick
-                started = time.monotonic()
-                try:
-                    await self.round()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("reconcile round failed")
-                self.metrics.reconcile_seconds.observe(time.monotonic() - started)
-                self._wake.clear()
-                soonest = min((d for d in self._due.values()), default=time.monotonic() + tick)
-                delay = min(max(soonest - time.monotonic(), 0.05), tick)
-                wake = asyncio.create_task(self._wake.wait())
-                halt = asyncio.create_task(stop.wait())
-                await asyncio.wait({wake, halt}, timeout=delay,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                for task in (wake, halt):
-                    task.cancel()
+            await self.reconcile_loop(stop)
         finally:
             informer.cancel()
             await asyncio.gather(informer, return_exceptions=True)
+
+    async def reconcile_loop(self, stop: asyncio.Event) -> None:
+        """Reconcile rounds until `stop` is set; a round already started runs to its end.
+
+        Needs the informer running beside it (with leader election, every replica runs the
+        informer and only the leader runs this loop).
+        """
+        synced = asyncio.create_task(self.synced.wait())
+        halted = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({synced, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            synced.cancel()
+            halted.cancel()
+        while not stop.is_set():
+            tick = self.settings().controller.tick
+            started = time.monotonic()
+            try:
+                await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reconcile round failed")
+            self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+            self._wake.clear()
+            soonest = min((d for d in self._due.values()), default=time.monotonic() + tick)
+            delay = min(max(soonest - time.monotonic(), 0.05), tick)
+            wake = asyncio.create_task(self._wake.wait())
+            halt = asyncio.create_task(stop.wait())
+            await asyncio.wait({wake, halt}, timeout=delay,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for task in (wake, halt):
+                task.cancel()
 
     def _entries(self) -> list[targets.Entry]:
         out = []
@@ -220,6 +235,9 @@ class Controller:
             errors_before = self.prometheus.errors
             results = await analyzer.run(jobs, now)
             self.metrics.prometheus_queries_per_round.set(analyzer.queries_last_round)
+            self.metrics.prometheus_queries.inc(analyzer.queries_last_round)
+            self.metrics.analysis_rounds.inc()
+            self.metrics.analysed_rollouts.inc(len(jobs))
             self.metrics.prometheus_errors.inc(self.prometheus.errors - errors_before)
             for w in works:
                 if w.key in results:

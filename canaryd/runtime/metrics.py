@@ -45,6 +45,15 @@ class DaemonMetrics:
             "canaryd_prometheus_queries_per_round", "Queries issued by the last analysis round",
             registry=r,
         )
+        self.analysis_rounds = Counter(
+            "canaryd_analysis_rounds", "Analysis rounds (one batch of due analyses)", registry=r
+        )
+        self.prometheus_queries = Counter(
+            "canaryd_prometheus_queries", "Prometheus queries issued by analysis", registry=r
+        )
+        self.analysed_rollouts = Counter(
+            "canaryd_analysed_rollouts", "Rollout analyses performed", registry=r
+        )
         self.kube_errors = Counter(
             "canaryd_kube_errors", "Kubernetes API calls that failed after retries",
             ["operation"], registry=r,

@@ -39,6 +39,12 @@ _CUSTOM_KINDS: dict[tuple[str, str], _CustomKind] = {
     ("networking.istio.io/v1", "DestinationRule"): _CustomKind(
         "networking.istio.io", "v1", "destinationrules"
     ),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): _CustomKind(
+        "gateway.networking.k8s.io", "v1", "httproutes"
+    ),
+    ("split.smi-spec.io/v1alpha2", "TrafficSplit"): _CustomKind(
+        "split.smi-spec.io", "v1alpha2", "trafficsplits"
+    ),
 }
 
 

@@ -49,6 +49,18 @@ def free_loopback_port() -> int:
         return port
 
 
+def find_binary(name: str = "prometheus") -> str:
+    """The binary's full path, or an error that says how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise PrometheusNotFoundError(
+            f"the Prometheus server binary {name!r} is not on PATH; install the "
+            "Debian/Ubuntu package with `sudo apt-get install -y prometheus` "
+            "(or run `make prometheus`)"
+        )
+    return path
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn that makes the child get SIGKILL when this process dies (Linux only)."""
     if not sys.platform.startswith("linux"):
@@ -124,14 +136,7 @@ class PrometheusServer:
     async def start(self, timeout: float = 30) -> None:  # noqa: ASYNC109
         if self._proc is not None:
             raise PrometheusError("Prometheus is already started")
-        binary = shutil.which(self.binary)
-        if binary is None:
-            raise PrometheusNotFoundError(
-                f"the Prometheus server binary {self.binary!r} is not on PATH; install the "
-                "Debian/Ubuntu package with `sudo apt-get install -y prometheus` "
-                "(or run `make prometheus`)"
-            )
-        self.binary = binary
+        self.binary = find_binary(self.binary)
         if self._parent_dir is not None:
             self._parent_dir.mkdir(parents=True, exist_ok=True)
         # Our own directory even inside a caller's workdir: stop() may then remove all of it.

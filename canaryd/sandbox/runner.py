@@ -14,7 +14,7 @@ import contextlib
 import importlib.resources
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,7 +27,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.sandbox import example_app
-from canaryd.sandbox.prometheus import PrometheusServer
+from canaryd.sandbox.prometheus import PrometheusServer, find_binary
 
 if TYPE_CHECKING:
     from canaryd.sandbox.apiserver import ApiServer
@@ -61,6 +61,7 @@ class Sandbox:
         mesh_tick: float = 0.25,
         scrape_interval: str = "1s",
         prometheus_binary: str = "prometheus",
+        prometheus_extra_args: Sequence[str] = (),
         host: str = "127.0.0.1",
     ) -> None:
         self._given_workdir = workdir
@@ -71,6 +72,7 @@ class Sandbox:
         self.mesh_tick = mesh_tick
         self.scrape_interval = scrape_interval
         self.prometheus_binary = prometheus_binary
+        self.prometheus_extra_args = list(prometheus_extra_args)
         self.host = host
         self.workdir: Path | None = None
         self.kubeconfig: Path | None = None
@@ -125,6 +127,8 @@ class Sandbox:
         from canaryd.sandbox.apiserver import ApiServer
         from canaryd.sandbox.mesh import Mesh
 
+        # Fail before starting anything when the one external dependency is missing.
+        find_binary(self.prometheus_binary)
         if self._given_workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="canaryd-sandbox-"))
             self._owns_workdir = True
@@ -157,6 +161,7 @@ class Sandbox:
             scrape_interval=self.scrape_interval,
             evaluation_interval=self.scrape_interval,
             binary=self.prometheus_binary,
+            extra_args=self.prometheus_extra_args,
             workdir=self.workdir,
         )
         await self.prometheus.start()

@@ -7,7 +7,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from canaryd.sandbox import example_app
-from canaryd.sandbox.prometheus import PrometheusNotFoundError
+from canaryd.sandbox.prometheus import PrometheusError, PrometheusNotFoundError
 from canaryd.sandbox.runner import Sandbox
 
 from .support import process_alive
@@ -54,9 +54,17 @@ async def test_sandbox_serves_the_example_app_and_its_traffic(prometheus_binary:
     assert sandbox.api_server is None and sandbox.mesh is None and sandbox.prometheus is None
 
 
-async def test_a_failed_start_stops_what_was_started() -> None:
+async def test_a_missing_prometheus_fails_before_anything_starts() -> None:
     sandbox = Sandbox(prometheus_binary="no-such-prometheus")
-    with pytest.raises(PrometheusNotFoundError):
+    with pytest.raises(PrometheusNotFoundError, match="apt-get install"):
+        await sandbox.start()
+    assert sandbox.workdir is None and sandbox.api_server is None
+
+
+async def test_a_failed_start_stops_what_was_started(prometheus_binary: str) -> None:
+    # Prometheus refuses the unknown flag: the last part fails after all others started.
+    sandbox = Sandbox(prometheus_binary=prometheus_binary, prometheus_extra_args=["--no-such-flag"])
+    with pytest.raises(PrometheusError, match="no-such-flag"):
         await sandbox.start()
     assert sandbox.workdir is not None and not sandbox.workdir.exists()
-    assert sandbox.api_server is None and sandbox.mesh is None
+    assert sandbox.api_server is None and sandbox.mesh is None and sandbox.prometheus is None
