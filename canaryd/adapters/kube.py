@@ -198,3 +198,27 @@ class Workloads:
             return WorkloadState(True, False, f"{ref}: {available} available, "
                                               f"{min_available} required")
         return WorkloadState(True, True, f"{ref}: {available} available")
+
+    async def scaled_to_zero(self, ref: ObjectRef) -> bool:
+        try:
+            raw = await kube_call(
+                f"get deployment {ref}",
+                lambda: self.apps.read_namespaced_deployment(
+                    ref.name, ref.namespace, _request_timeout=TIMEOUT, _preload_content=False
+                ),
+            )
+            body = await raw.json()
+        except ApiException as exc:
+            if exc.status == 404:
+                return True  # nothing left to scale down
+            raise
+        return int((body.get("spec") or {}).get("replicas", 1)) == 0
+
+    async def scale_to_zero(self, ref: ObjectRef) -> None:
+        await kube_call(
+            f"scale deployment {ref}",
+            lambda: self.apps.patch_namespaced_deployment_scale(
+                ref.name, ref.namespace, {"spec": {"replicas": 0}},
+                _content_type=MERGE, _request_timeout=TIMEOUT,
+            ),
+        )

@@ -103,6 +103,13 @@ class SetWeights:
 
 
 @dataclass(frozen=True)
+class ScaleDown:
+    """Scale the old version's Deployment (blue) to zero replicas."""
+
+    deployment: str
+
+
+@dataclass(frozen=True)
 class Transition:
     source: Phase
     target: Phase
@@ -128,6 +135,7 @@ class Observations:
     superseded_by: str | None = None
     action: Action | None = None
     invalid: str | None = None
+    stable_scaled_down: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -139,12 +147,13 @@ class Context:
     ready_timeout: float
     generation: int | None = None
     checks_kept: int = 20
+    scale_down: tuple[str, float] | None = None  # (deployment, delay): blue-green clean-up
 
 
 @dataclass(frozen=True)
 class Decision:
     status: RolloutStatus
-    actions: tuple[SetWeights, ...] = ()
+    actions: tuple[SetWeights | ScaleDown, ...] = ()
     transitions: tuple[Transition, ...] = ()
     clear_action: bool = False
     requeue_after: float | None = None
@@ -163,7 +172,7 @@ class _Builder:
     now: datetime
     status: RolloutStatus
     transitions: list[Transition] = field(default_factory=list)
-    actions: list[SetWeights] = field(default_factory=list)
+    actions: list[SetWeights | ScaleDown] = field(default_factory=list)
     requeue: float | None = None
 
     def update(self, **changes: Any) -> None:
@@ -353,6 +362,8 @@ def analysis_due(ctx: Context, status: RolloutStatus, now: datetime) -> bool:
     """Whether the runtime should run analysis before calling decide this tick."""
     if status.phase is not Phase.PROGRESSING or ctx.analysis is None:
         return False
+    if status.step_index < len(ctx.steps) and not ctx.steps[status.step_index].analysis:
+        return False
     anchor = status.last_analysis_at or status.step_started_at
     return anchor is not None and _since(now, anchor) >= ctx.analysis.interval
 
@@ -369,12 +380,12 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
     s = b.status
     step = ctx.steps[s.step_index]
     elapsed = _since(b.now, s.step_started_at)
-    done = (
+    analysed = (
         s.passed_runs_in_step >= ctx.analysis.min_passed_runs
         and s.consecutive_failures == 0
         and s.consecutive_inconclusive == 0
-        and elapsed >= step.pause
     )
+    done = (analysed or not step.analysis) and elapsed >= step.pause
     if done:
         label = f"step {s.step_index + 1}/{len(ctx.steps)} passed"
         if step.gate == "manual":
@@ -384,16 +395,29 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
             _advance(b, ctx, label)
         return
     anchor = s.last_analysis_at or s.step_started_at
-    b.wake_in(ctx.analysis.interval - _since(b.now, anchor))
-    if s.passed_runs_in_step >= ctx.analysis.min_passed_runs:
+    if step.analysis:
+        b.wake_in(ctx.analysis.interval - _since(b.now, anchor))
+    if analysed or not step.analysis:
         b.wake_in(step.pause - elapsed)
 
 
-def _converging(b: _Builder, obs: Observations) -> None:
-    """Promoting / RollingBack: done once the router reads back the recorded weights."""
+def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
+    """Promoting / RollingBack: done once the router reads back the recorded weights (and,
+    for blue-green with scale-down, once blue is observed at zero replicas)."""
     want = b.status.weights
     if obs.weights is not None and want is not None and obs.weights == want:
-        if b.status.phase is P.PROMOTING:
+        if b.status.phase is P.PROMOTING and ctx.scale_down is not None:
+            deployment, delay = ctx.scale_down
+            waited = _since(b.now, b.status.phase_started_at)
+            if waited < delay:
+                b.wake_in(delay - waited)
+            elif obs.stable_scaled_down:
+                b.move(T.TRAFFIC_CONFIRMED,
+                       f"promoted: all traffic on the new version; {deployment} scaled to zero")
+            else:
+                b.actions.append(ScaleDown(deployment))
+                b.wake_in(1.0)
+        elif b.status.phase is P.PROMOTING:
             b.move(T.TRAFFIC_CONFIRMED, f"promoted: 100% of traffic on the canary ({want})")
         else:
             reason = b.status.rollback_reason or "rolled back"
@@ -448,7 +472,7 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
             elif phase is P.PROGRESSING:
                 _progressing(b, ctx, obs)
             elif phase in (P.PROMOTING, P.ROLLING_BACK):
-                _converging(b, obs)
+                _converging(b, ctx, obs)
     new = b.status
     conditions = _conditions(new, b.now)
     if conditions != list(new.conditions):
@@ -476,6 +500,7 @@ __all__ = [
     "Context",
     "Decision",
     "Observations",
+    "ScaleDown",
     "SetWeights",
     "Transition",
     "Trigger",

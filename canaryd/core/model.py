@@ -102,13 +102,40 @@ class SmiRouter(Model):
         return self
 
 
-ROUTER_KINDS = ("istio", "gatewayApi", "smi")
+# A Kubernetes label key (name part) or value: what a Service selector holds.
+LabelValue = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+]
+
+
+class ServiceSelectorRouter(Model):
+    """Blue-green: switch a Service's selector between the blue and green label values."""
+
+    active_service: Label
+    preview_service: Label | None = Field(
+        default=None, description="pointed at green before the switch, for pre-promotion checks"
+    )
+    selector_key: LabelValue = "version"
+    blue: LabelValue
+    green: LabelValue
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ServiceSelectorRouter:
+        if self.blue == self.green:
+            raise ValueError("blue and green selector values must differ")
+        if self.preview_service == self.active_service:
+            raise ValueError("the preview service must differ from the active service")
+        return self
+
+
+ROUTER_KINDS = ("istio", "gatewayApi", "smi", "service")
 
 
 class Router(Model):
     istio: IstioRouter | None = None
     gateway_api: GatewayApiRouter | None = None
     smi: SmiRouter | None = None
+    service: ServiceSelectorRouter | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Router:
@@ -130,6 +157,9 @@ class Step(Model):
     pause: Duration = 0.0
     gate: Literal["manual"] | None = Field(
         default=None, description="'manual': wait for a resume/promote action before advancing"
+    )
+    analysis: bool = Field(
+        default=True, description="run analysis in this step (false: advance after the pause)"
     )
 
 
@@ -157,6 +187,21 @@ class Plan(Model):
         return self
 
 
+class BlueGreen(Model):
+    """Blue-green options: analysis before and after the switch, approval, blue scale-down."""
+
+    pre_promotion_analysis: bool = Field(
+        default=True, description="analyse green on preview traffic before the switch"
+    )
+    approval: bool = Field(default=False, description="wait for resume/promote before the switch")
+    post_promotion: Duration = Field(
+        default=0.0, description="minimum time on live traffic, analysed, before success"
+    )
+    scale_down: bool = Field(default=False, description="scale blue to zero after success")
+    scale_down_delay: Duration = 30.0
+    interval: Duration | None = None
+
+
 class Threshold(Model):
     min: float | None = None
     max: float | None = None
@@ -174,13 +219,38 @@ class AnalysisRef(Model):
 class RolloutSpec(Model):
     target: Label = Field(description="logical service name; one active rollout per target")
     version: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f]+$")]
+    strategy: Literal["canary", "blueGreen"] = "canary"
     router: Router
     workloads: Workloads
-    plan: Plan
+    plan: Plan | None = Field(default=None, description="canary steps (canary strategy)")
+    blue_green: BlueGreen | None = Field(default=None, description="blue-green options")
     analysis: AnalysisRef = AnalysisRef()
     supersede: bool = Field(
         default=False, description="roll back a running rollout of the same target first"
     )
+
+
+    @model_validator(mode="after")
+    def _strategy_fits(self) -> RolloutSpec:
+        if self.strategy == "canary":
+            if self.plan is None:
+                raise ValueError("plan is required for the canary strategy")
+            if self.blue_green is not None:
+                raise ValueError("blueGreen options need strategy: blueGreen")
+            if self.router.service is not None:
+                raise ValueError("router.service (selector switch) needs strategy: blueGreen")
+        else:
+            if self.plan is not None:
+                raise ValueError("plan is for canaries; use blueGreen options instead")
+            if self.router.service is None:
+                raise ValueError("strategy blueGreen needs router.service")
+        return self
+
+    @property
+    def interval(self) -> float | None:
+        if self.plan is not None:
+            return self.plan.interval
+        return self.blue_green.interval if self.blue_green is not None else None
 
 
 class ObjectMeta(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from canaryd.config import Check, Limits, Settings
-from canaryd.core.model import RolloutSpec, Step
+from canaryd.core.model import BlueGreen, RolloutSpec, Step
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,16 @@ class PlanError(ValueError):
 
 
 def steps(spec: RolloutSpec) -> tuple[Step, ...]:
+    if spec.strategy == "blueGreen":
+        # Step 1: green behind the preview service, active still on blue (weight 0).
+        # Step 2: active switched to green (weight 100), analysed on live traffic.
+        bg = spec.blue_green or BlueGreen()
+        pre = Step(weight=0, gate="manual" if bg.approval else None,
+                   analysis=bg.pre_promotion_analysis and spec.router.service is not None
+                   and spec.router.service.preview_service is not None)
+        return (pre, Step(weight=100, pause=bg.post_promotion))
     plan = spec.plan
+    assert plan is not None  # guaranteed by RolloutSpec's validator
     if plan.steps is not None:
         return tuple(plan.steps)
     assert plan.step_weight is not None  # guaranteed by Plan's validator
@@ -37,11 +46,21 @@ def steps(spec: RolloutSpec) -> tuple[Step, ...]:
 
 def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis:
     ref = spec.analysis
-    profile = settings.profiles.get(ref.profile)
+    name = ref.profile
+    # Left unset, the profile may be implied by the router (docs/routers.md): Linkerd's own
+    # HTTPRoute and SMI TrafficSplit (today deployed mostly with Linkerd) come with Linkerd's
+    # proxy metrics, which the default profile's Istio checks would never find.
+    router = spec.router
+    linkerd = router.smi is not None or (
+        router.gateway_api is not None and router.gateway_api.api_group == "policy.linkerd.io"
+    )
+    if "profile" not in ref.model_fields_set and linkerd and "linkerd" in settings.profiles:
+        name = "linkerd"
+    profile = settings.profiles.get(name)
     if profile is None:
         known = ", ".join(sorted(settings.profiles)) or "none"
-        raise PlanError(f"spec.analysis.profile: unknown profile {ref.profile!r} (known: {known})")
-    interval = ref.interval if ref.interval is not None else spec.plan.interval
+        raise PlanError(f"spec.analysis.profile: unknown profile {name!r} (known: {known})")
+    interval = ref.interval if ref.interval is not None else spec.interval
     if interval is None:
         interval = profile.interval
     if not profile.min_interval <= interval <= profile.max_interval:
@@ -53,7 +72,7 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
     for metric in ref.thresholds:
         if metric not in by_metric:
             raise PlanError(
-                f"spec.analysis.thresholds.{metric}: the profile {ref.profile!r} has no such check"
+                f"spec.analysis.thresholds.{metric}: the profile {name!r} has no such check"
             )
     checks: list[Check] = []
     for check in profile.checks:
@@ -78,7 +97,7 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
             updates["max_ratio_to_stable"] = override.max_ratio_to_stable
         checks.append(check.model_copy(update=updates))
     return EffectiveAnalysis(
-        profile=ref.profile,
+        profile=name,
         interval=interval,
         min_requests=profile.min_requests,
         checks=tuple(checks),

@@ -303,10 +303,13 @@ class Controller:
                               checks_kept=settings.controller.checks_kept)
         try:
             spec = RolloutSpec.model_validate(raw.get("spec") or {})
+            bg = spec.blue_green
             ctx = machine.Context(
                 steps=plan.steps(spec), analysis=plan.resolve_analysis(settings, spec),
                 ready_timeout=spec.workloads.ready_timeout, generation=meta.get("generation"),
                 checks_kept=settings.controller.checks_kept,
+                scale_down=(spec.workloads.stable, bg.scale_down_delay)
+                if bg is not None and bg.scale_down else None,
             )
         except ValidationError as exc:
             obs["invalid"] = _validation_message(exc)
@@ -334,6 +337,10 @@ class Controller:
                         min_available=spec.workloads.min_available,
                     )
                 obs["weights"] = await router.read()
+                if status.phase is Phase.PROMOTING and ctx.scale_down is not None:
+                    obs["stable_scaled_down"] = await self.workloads.scaled_to_zero(
+                        ObjectRef(ns, ctx.scale_down[0])
+                    )
             except RouterError as exc:
                 obs["router_error"] = str(exc)
             except (ApiException, OSError, TimeoutError) as exc:
@@ -389,6 +396,10 @@ class Controller:
                 bound.info("leadership lost before the router write; next leader converges")
                 return
             try:
+                if isinstance(action, machine.ScaleDown):
+                    await self.workloads.scale_to_zero(ObjectRef(ref.namespace, action.deployment))
+                    bound.info("scaled down", deployment=action.deployment)
+                    continue
                 seen = await make_router(self.api, ref.namespace, w.spec).write(action.weights)
                 bound.info("weights set", stable=seen.stable, canary=seen.canary)
                 self.metrics.weight.labels(ref.namespace, ref.name).set(seen.canary)

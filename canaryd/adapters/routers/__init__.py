@@ -10,7 +10,7 @@ from typing import Protocol
 
 from kubernetes_asyncio import client
 
-from canaryd.core.model import RolloutSpec, Weights
+from canaryd.core.model import ROUTER_KINDS, RolloutSpec, Weights
 
 
 class RouterError(Exception):
@@ -28,8 +28,26 @@ class Router(Protocol):
 
 
 def make_router(api: client.ApiClient, namespace: str, spec: RolloutSpec) -> Router:
-    if spec.router.istio is not None:
-        from canaryd.adapters.routers.istio import IstioRouter
+    """The router for the one kind set in `spec.router`; RouterError for a kind without one."""
+    # Imported here: each router module imports RouterError from this package.
+    from canaryd.adapters.routers import gateway, istio, service, smi
 
-        return IstioRouter(api, namespace, spec.router.istio)
-    raise RouterError("spec.router: no supported router kind set (supported: istio)")
+    chosen = spec.router
+    if chosen.istio is not None:
+        return istio.IstioRouter(api, namespace, chosen.istio)
+    if chosen.gateway_api is not None:
+        return gateway.GatewayApiRouter(api, namespace, chosen.gateway_api)
+    if chosen.smi is not None:
+        return smi.SmiRouter(api, namespace, chosen.smi)
+    if chosen.service is not None:
+        return service.ServiceSelectorRouter(api, namespace, chosen.service)
+    # Only reachable for a kind the model gained before a router was written for it.
+    named = [
+        field.alias or name
+        for name, field in type(chosen).model_fields.items()
+        if getattr(chosen, name) is not None
+    ]
+    raise RouterError(
+        f"spec.router: no router for {', '.join(named) or 'an empty router'} "
+        f"(supported: {', '.join(ROUTER_KINDS)})"
+    )
