@@ -120,7 +120,7 @@ async def canary_share(prometheus_url: str, window: str = "3s") -> float | None:
     rows = await prom_query(
         prometheus_url,
         'sum by (destination_workload) (rate(istio_requests_total{reporter="destination",'
-        f'destination_workload_namespace="{NS}"}}[{window}]))',
+        f'destination_service_name="podinfo",destination_workload_namespace="{NS}"}}[{window}]))',
     )
     rates = {r["metric"].get("destination_workload"): float(r["value"][1]) for r in rows}
     total = sum(rates.values())

@@ -41,7 +41,10 @@ async def test_sandbox_serves_the_example_app_and_its_traffic(prometheus_binary:
             assert await example_app.apply_example_app(api) == []
 
         await sandbox.wait_for_traffic(timeout=30)
-        query = 'sum by (destination_workload) (istio_requests_total{reporter="destination"})'
+        query = (
+            'sum by (destination_workload) (istio_requests_total{reporter="destination",'
+            ' destination_service_name="podinfo"})'
+        )
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"{sandbox.prometheus_url}/api/v1/query", params={"query": query}) as resp,
