@@ -252,6 +252,7 @@ class Controller:
                     self._due[w.key] = time.monotonic() + 1.0
 
         await asyncio.gather(*(finish(w) for w in works))
+        self._update_phase_gauge()
 
     async def claim(self) -> int:
         """Fence older writers: rewrite every active rollout's status under this identity.
