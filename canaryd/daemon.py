@@ -1,12 +1,24 @@
 """`canaryd serve` assembled: Kubernetes client, settings, Prometheus client, controller, HTTP.
 
 Dependencies are built here and passed down explicitly; nothing below reads globals.
+
+Every replica serves the HTTP API and keeps the watch-fed rollout cache (the informer).
+Only the replica holding the Lease runs the reconcile loop: on becoming leader it first
+claims every active rollout (fencing writes prepared by a former leader), then reconciles
+until it loses the Lease (stopped at once) or is told to stop.
+
+Shutdown (SIGTERM or SIGINT): no new round starts; the round in flight may finish within
+`drain_timeout` (its writes stay behind the leadership gate and resourceVersion fences);
+then the Lease is released so another replica takes over at its next retry, and the process
+exits. With the defaults (10 s drain, at most 5 s for the release) that is within 20 s,
+inside Kubernetes' 30 s termination grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -19,11 +31,23 @@ from kubernetes_asyncio import client
 
 from canaryd.adapters.kube import make_api_client
 from canaryd.adapters.prometheus import PrometheusClient
+from canaryd.config import ConfigError, Settings, load_settings
 from canaryd.runtime.controller import Controller
+from canaryd.runtime.leader import LeaderElector, LeaseRef, LeaseTiming
 from canaryd.runtime.metrics import DaemonMetrics
-from canaryd.runtime.settings import SettingsHolder
+from canaryd.runtime.settings import SettingsHolder, diff_summary
 
 log = structlog.get_logger("canaryd.daemon")
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+DEFAULT_LEASE_NAME = "canaryd-leader"
+
+
+def default_lease_namespace(sa_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The pod's own namespace in a cluster, `default` elsewhere."""
+    try:
+        return sa_file.read_text(encoding="utf-8").strip() or "default"
+    except OSError:
+        return "default"
 
 
 @dataclass
@@ -35,33 +59,92 @@ class DaemonOptions:
     prometheus_url: str | None = None
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     tokens_file: str | None = None
+    leader_election: bool = True
+    lease_namespace: str | None = None  # None: default_lease_namespace()
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_timing: LeaseTiming = field(default_factory=LeaseTiming)
+    drain_timeout: float = 10.0
+
+
+class PinnedSettings(SettingsHolder):
+    """Settings that follow the file, with command-line overrides kept across reloads."""
+
+    def __init__(self, path: Path | None, *, prometheus_url: str | None = None) -> None:
+        self.prometheus_url = prometheus_url
+        super().__init__(path)
+        self.current = self.pin(self.current)
+
+    def pin(self, settings: Settings) -> Settings:
+        if not self.prometheus_url:
+            return settings
+        return settings.model_copy(update={
+            "prometheus": settings.prometheus.model_copy(update={"url": self.prometheus_url})
+        })
+
+    def check(self) -> bool:
+        """Reload if the file changed: True when new settings took effect."""
+        if self.path is None:
+            return False
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return False
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._digest:
+            return False
+        self._digest = digest
+        try:
+            new = self.pin(load_settings(self.path))
+        except (ConfigError, OSError) as exc:
+            self.rejected += 1
+            self.last_error = str(exc)
+            log.error("config change rejected; previous config stays in force", error=str(exc))
+            return False
+        changes = diff_summary(self.current, new)
+        self.current = new
+        self.reloads += 1
+        self.last_error = None
+        log.info("config reloaded", changes=len(changes), summary=changes[:20])
+        return True
 
 
 class Daemon:
     def __init__(self, options: DaemonOptions) -> None:
         self.options = options
-        self.settings = SettingsHolder(options.config)
-        if options.prometheus_url:
-            self.settings.current = self.settings.current.model_copy(update={
-                "prometheus": self.settings.current.prometheus.model_copy(
-                    update={"url": options.prometheus_url})
-            })
+        self.settings: SettingsHolder = PinnedSettings(
+            options.config, prometheus_url=options.prometheus_url
+        )
         self.metrics = DaemonMetrics()
         self.stop = asyncio.Event()
         self.api: client.ApiClient | None = None
         self.controller: Controller | None = None
         self.prometheus: PrometheusClient | None = None
+        self.elector: LeaderElector | None = None
         self.url: str | None = None
+
+    def may_write(self) -> bool:
+        """The controller's leadership gate: without election, the one replica always may."""
+        return self.elector is None or self.elector.is_leader()
 
     async def start(self) -> web.AppRunner:
         from canaryd.api.app import build_app
 
         self.api = await make_api_client(self.options.kubeconfig)
         prom = self.settings().prometheus
-        self.prometheus = PrometheusClient(prom.url, timeout=prom.timeout, retries=prom.retries)
+        self.prometheus = PrometheusClient(
+            prom.url, timeout=prom.timeout, retries=prom.retries,
+            observe=self.metrics.observe_prometheus,
+        )
+        if self.options.leader_election:
+            lease = LeaseRef(self.options.lease_namespace or default_lease_namespace(),
+                             self.options.lease_name)
+            self.elector = LeaderElector(api=self.api, lease=lease,
+                                         identity=self.options.identity,
+                                         timing=self.options.lease_timing)
+        self.metrics.leader.set_function(lambda: 1.0 if self.may_write() else 0.0)
         self.controller = Controller(
             api=self.api, settings=self.settings, prometheus=self.prometheus,
-            metrics=self.metrics, identity=self.options.identity,
+            metrics=self.metrics, identity=self.options.identity, may_write=self.may_write,
         )
         app = build_app(self)
         runner = web.AppRunner(app, access_log=None)
@@ -82,19 +165,92 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
-        log.info("canaryd serving", url=self.url, identity=self.options.identity)
+        log.info("canaryd serving", url=self.url, identity=self.options.identity,
+                 lease=str(self.elector.lease) if self.elector else None)
         print(f'{{"event": "ready", "url": "{self.url}"}}', flush=True)
+        # The informer gets its own stop: it keeps the cache fresh while the last round drains.
+        informer_stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(self.controller.run(self.stop), name="controller"),
+            asyncio.create_task(self.controller.informer(informer_stop), name="informer"),
             asyncio.create_task(self.settings.watch(self.stop), name="config-watch"),
         ]
+        drive = asyncio.create_task(self._drive(), name="drive")
         try:
             await self.stop.wait()
+            log.info("stopping", drain_timeout=self.options.drain_timeout)
+            # _drive ends by itself once the round in flight is done and the Lease released;
+            # the bound covers a hung release too.
+            budget = self.options.drain_timeout + self.options.lease_timing.renew_deadline / 2
+            await asyncio.wait({drive}, timeout=budget + 1.0)
         finally:
-            for task in tasks:
+            informer_stop.set()
+            for task in (*tasks, drive):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, drive, return_exceptions=True)
+            if self.elector is not None and self.elector.is_leader():
+                await self.elector.release()
             await runner.cleanup()
             if self.api is not None:
                 await self.api.close()
             log.info("canaryd stopped")
+
+    # ------------------------------------------------------------------ leadership
+
+    async def _drive(self) -> None:
+        """Reconcile while this replica may: always without election, else while leading."""
+        controller = self.controller
+        assert controller is not None
+        if self.elector is None:
+            await controller.reconcile_loop(self.stop)
+            return
+        while not self.stop.is_set():
+            if not await self.elector.acquire(self.stop):
+                return
+            await self._lead(self.elector, controller)
+
+    async def _lead(self, elector: LeaderElector, controller: Controller) -> None:
+        """One term as leader: renew the Lease and reconcile, until it is lost or we stop."""
+        work_stop = asyncio.Event()
+        renew_stop = asyncio.Event()
+        renew = asyncio.create_task(elector.hold(renew_stop), name="lease-renew")
+        work = asyncio.create_task(self._work(controller, work_stop), name="reconcile")
+        halt = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({renew, work, halt}, return_when=asyncio.FIRST_COMPLETED)
+            if self.stop.is_set() and not work.done() and not renew.done():
+                # Stop starting rounds; the one in flight finishes unless it takes too long
+                # or the Lease is lost meanwhile. Renewal goes on until then.
+                work_stop.set()
+                await asyncio.wait({renew, work}, timeout=self.options.drain_timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Leadership lost, drained, or out of time: nothing of this term keeps running.
+            work_stop.set()
+            for task in (work, halt):
+                task.cancel()
+            await asyncio.gather(work, halt, return_exceptions=True)
+            renew_stop.set()
+            await asyncio.gather(renew, return_exceptions=True)
+        if work.done() and not work.cancelled() and work.exception() is not None:
+            log.error("reconcile loop crashed; stepping down", error=repr(work.exception()))
+        if self.stop.is_set() or (work.done() and not work.cancelled()):
+            await elector.release()
+            if not self.stop.is_set():
+                # A crashed loop: give another replica the first chance.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(),
+                                           timeout=elector.timing.retry_period * 2)
+
+    async def _work(self, controller: Controller, stop: asyncio.Event) -> None:
+        synced = asyncio.create_task(controller.synced.wait())
+        halted = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({synced, halted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            synced.cancel()
+            halted.cancel()
+        if stop.is_set():
+            return
+        claimed = await controller.claim()
+        log.info("leading: claimed active rollouts", claimed=claimed)
+        await controller.reconcile_loop(stop)

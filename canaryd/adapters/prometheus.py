@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -47,7 +47,14 @@ def _value(raw: str) -> float:
 
 
 class PrometheusClient:
-    def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 5.0,
+        retries: int = 2,
+        observe: Callable[[float, bool], None] | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -57,6 +64,7 @@ class PrometheusClient:
         self.queries = 0
         self.errors = 0
         self.seconds = 0.0
+        self.observe = observe
 
     def _query_sync(self, query: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._conn.custom_query(
@@ -74,6 +82,7 @@ class PrometheusClient:
 
         started = time.monotonic()
         self.queries += 1
+        failed = True
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_retryable),
@@ -86,11 +95,15 @@ class PrometheusClient:
                     raw = await asyncio.wait_for(
                         asyncio.to_thread(self._query_sync, query), timeout=self.timeout + 1
                     )
+            failed = False
         except (requests.RequestException, PrometheusApiClientException, TimeoutError) as exc:
             self.errors += 1
             raise QueryError(f"{type(exc).__name__}: {str(exc)[:300]}") from None
         finally:
-            self.seconds += time.monotonic() - started
+            elapsed = time.monotonic() - started
+            self.seconds += elapsed
+            if self.observe is not None:
+                self.observe(elapsed, failed)
         out: list[Sample] = []
         for series in raw:
             try:

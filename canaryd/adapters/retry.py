@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -19,6 +21,13 @@ from tenacity import (
 )
 
 T = TypeVar("T")
+
+# Observer for Kubernetes call latency and errors: (operation, seconds, failed). Set by the
+# runtime for the tasks it runs (a ContextVar, so it follows them into child tasks).
+KubeObserver = Callable[[str, float, bool], None]
+kube_observer: contextvars.ContextVar[KubeObserver | None] = contextvars.ContextVar(
+    "kube_observer", default=None
+)
 log = structlog.get_logger("canaryd.retry")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
@@ -73,7 +82,16 @@ async def kube_call(
         before_sleep=_log_retry(what),
         reraise=True,
     )
-    async for attempt in retrying:
-        with attempt:
-            return await fn()
+    observer = kube_observer.get()
+    started = time.monotonic()
+    failed = True
+    try:
+        async for attempt in retrying:
+            with attempt:
+                result = await fn()
+                failed = False
+                return result
+    finally:
+        if observer is not None:
+            observer(what.split(" ", 1)[0], time.monotonic() - started, failed)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

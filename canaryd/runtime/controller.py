@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from canaryd.adapters.kube import Conflict, ObjectRef, RolloutStore, Workloads
 from canaryd.adapters.prometheus import PrometheusClient
+from canaryd.adapters.retry import kube_observer
 from canaryd.adapters.routers import RouterError, make_router
 from canaryd.config import Settings
 from canaryd.core import machine, plan, targets
@@ -112,6 +113,7 @@ class Controller:
 
     async def informer(self, stop: asyncio.Event) -> None:
         """List, then watch from the list's resourceVersion; re-list on 410 or any error."""
+        self._observe()
         backoff = 0.2
         while not stop.is_set():
             try:
@@ -142,6 +144,10 @@ class Controller:
 
     # ------------------------------------------------------------------ reconcile loop
 
+    def _observe(self) -> None:
+        """Report every Kubernetes call this task (and its children) makes to /metrics."""
+        kube_observer.set(self.metrics.observe_kube)
+
     async def run(self, stop: asyncio.Event) -> None:
         """A single replica's whole job: the informer plus the reconcile loop."""
         informer = asyncio.create_task(self.informer(stop), name="rollout-informer")
@@ -157,6 +163,7 @@ class Controller:
         Needs the informer running beside it (with leader election, every replica runs the
         informer and only the leader runs this loop).
         """
+        self._observe()
         synced = asyncio.create_task(self.synced.wait())
         halted = asyncio.create_task(stop.wait())
         try:
@@ -232,13 +239,11 @@ class Controller:
                                 analysis=w.ctx.analysis, step=w.status.step_index))
         if jobs:
             analyzer = Analyzer(prometheus=self.prometheus, settings=settings)
-            errors_before = self.prometheus.errors
             results = await analyzer.run(jobs, now)
             self.metrics.prometheus_queries_per_round.set(analyzer.queries_last_round)
             self.metrics.prometheus_queries.inc(analyzer.queries_last_round)
             self.metrics.analysis_rounds.inc()
             self.metrics.analysed_rollouts.inc(len(jobs))
-            self.metrics.prometheus_errors.inc(self.prometheus.errors - errors_before)
             for w in works:
                 if w.key in results:
                     w.obs["analysis"] = results[w.key]
@@ -384,7 +389,7 @@ class Controller:
             self.cache[w.key] = updated
             rv = updated["metadata"]["resourceVersion"]
         for result in w.obs.get("analysis") or ():
-            self._record_check(ref, result)
+            self._record_check(ref, result, w)
             bound.info("check", metric=result.metric, value=result.value,
                        threshold=result.threshold, verdict=result.verdict.value,
                        reason=result.reason, query=result.query)
@@ -417,11 +422,18 @@ class Controller:
         wait = decision.requeue_after if decision.requeue_after is not None else tick
         self._due[w.key] = time.monotonic() + min(max(wait, 0.05), tick * 5)
 
-    def _record_check(self, ref: ObjectRef, result: Any) -> None:
+    def _record_check(self, ref: ObjectRef, result: Any, w: _Work) -> None:
         m = self.metrics
         m.check_outcomes.labels(result.metric, result.verdict.value).inc()
         if result.value is not None:
             m.check_value.labels(ref.namespace, ref.name, result.metric).set(result.value)
+        for check in w.ctx.analysis.checks if w.ctx.analysis else ():
+            if check.metric != result.metric:
+                continue
+            for bound, value in (("min", check.min), ("max", check.max)):
+                if value is not None:
+                    m.check_threshold.labels(ref.namespace, ref.name, check.metric,
+                                             bound).set(value)
 
     def _record_transition(
         self, w: _Work, ref: ObjectRef, t: machine.Transition, status: RolloutStatus

@@ -58,9 +58,23 @@ class DaemonMetrics:
             "canaryd_kube_errors", "Kubernetes API calls that failed after retries",
             ["operation"], registry=r,
         )
+        self.kube_seconds = Histogram(
+            "canaryd_kube_request_seconds", "Kubernetes API call latency (with retries)",
+            ["operation"], registry=r,
+        )
         self.reconcile_seconds = Histogram(
             "canaryd_reconcile_seconds", "Duration of one reconcile round", registry=r
         )
         self.leader = Gauge("canaryd_leader", "1 when this replica drives rollouts", registry=r)
         for phase in Phase:
             self.rollouts.labels(phase=phase.value)
+
+    def observe_kube(self, operation: str, seconds: float, failed: bool) -> None:
+        self.kube_seconds.labels(operation).observe(seconds)
+        if failed:
+            self.kube_errors.labels(operation).inc()
+
+    def observe_prometheus(self, seconds: float, failed: bool) -> None:
+        self.prometheus_seconds.observe(seconds)
+        if failed:
+            self.prometheus_errors.inc()

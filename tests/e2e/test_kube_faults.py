@@ -48,3 +48,6 @@ async def test_transitions_are_recorded_as_events_and_metrics(env: Env) -> None:
     )
     assert 'canaryd_check_outcomes_total{metric="istio-success-rate",verdict="Pass"}' in text
     assert "canaryd_prometheus_queries_total" in text
+    assert "canaryd_prometheus_query_seconds_count" in text
+    assert 'canaryd_kube_request_seconds_count{operation="write"}' in text
+    assert 'canaryd_check_threshold{bound="min",metric="istio-success-rate"' in text
