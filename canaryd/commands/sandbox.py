@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from canaryd import log
 
 if TYPE_CHECKING:
+    from canaryd.api.sandbox_daemon import SandboxDaemon
     from canaryd.sandbox.runner import Sandbox
 
 _TRAFFIC_TIMEOUT = 30.0
@@ -54,6 +55,10 @@ def register(sub: Any) -> None:
         help="do not create the example application (podinfo in namespace demo)",
     )
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    parser.add_argument(
+        "--no-daemon", action="store_true",
+        help="run only the sandbox, without canaryd's controller and API",
+    )
     parser.set_defaults(handler=handler)
 
 
@@ -97,9 +102,16 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"canaryd sandbox: {exc if known else repr(exc)}", file=sys.stderr)
         return 1
 
-    _announce(sandbox, as_json=args.json)
+    from canaryd.api.sandbox_daemon import run_daemon_for_sandbox
+
     try:
-        await stop_wait
+        if args.no_daemon:
+            _announce(sandbox, None, as_json=args.json)
+            await stop_wait
+        else:
+            async with run_daemon_for_sandbox(sandbox) as daemon:
+                _announce(sandbox, daemon, as_json=args.json)
+                await stop_wait
     finally:
         await sandbox.stop()
     return 0
@@ -116,8 +128,12 @@ async def _start(sandbox: Sandbox, *, wait_for_traffic: bool) -> None:
             raise
 
 
-def _announce(sandbox: Sandbox, *, as_json: bool) -> None:
+def _announce(sandbox: Sandbox, daemon: SandboxDaemon | None, *, as_json: bool) -> None:
     endpoints = sandbox.endpoints()
+    if daemon is not None:
+        # The admin token is printed on purpose: this is the user's own local sandbox, and
+        # `canaryd submit` needs it. It is never logged.
+        endpoints = {**endpoints, "api_url": daemon.url, "token": daemon.token}
     if as_json:
         print(json.dumps(endpoints), flush=True)
         return
@@ -127,7 +143,19 @@ def _announce(sandbox: Sandbox, *, as_json: bool) -> None:
         f"  kubeconfig:      {endpoints['kubeconfig']}",
         f"  Prometheus:      {endpoints['prometheus_url']}",
         f"  mesh metrics:    {endpoints['mesh_metrics_url']}",
+    ]
+    if daemon is not None:
+        lines += [
+            f"  canaryd API:     {daemon.url}",
+            f"  admin token:     {daemon.token}",
+        ]
+    lines += [
         "Try:",
         f"  kubectl --kubeconfig {endpoints['kubeconfig']} get virtualservices -n demo",
     ]
+    if daemon is not None:
+        lines.append(
+            f"  CANARYD_URL={daemon.url} CANARYD_TOKEN={daemon.token} "
+            "canaryd submit -f config/examples/canary.yaml --wait"
+        )
     print("\n".join(lines), flush=True)
