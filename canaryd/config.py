@@ -208,7 +208,9 @@ def load_settings(
     overrides = {
         ("prometheus", "url"): env.get("CANARYD_PROMETHEUS_URL"),
         ("prometheus", "timeout"): env.get("CANARYD_PROMETHEUS_TIMEOUT"),
+        ("prometheus", "retries"): env.get("CANARYD_PROMETHEUS_RETRIES"),
         ("controller", "tick"): env.get("CANARYD_CONTROLLER_TICK"),
+        ("controller", "checksKept"): env.get("CANARYD_CONTROLLER_CHECKS_KEPT"),
     }
     for (section, key), value in overrides.items():
         if value:

@@ -10,8 +10,9 @@ until it loses the Lease (stopped at once) or is told to stop.
 Shutdown (SIGTERM or SIGINT): no new round starts; the round in flight may finish within
 `drain_timeout` (its writes stay behind the leadership gate and resourceVersion fences);
 then the Lease is released so another replica takes over at its next retry, and the process
-exits. With the defaults (10 s drain, at most 5 s for the release) that is within 20 s,
-inside Kubernetes' 30 s termination grace period.
+exits. With the defaults (10 s drain, at most 5 s for the release, 3 s to close the HTTP
+server's open connections) that is within 20 s, inside the Deployment's 30 s termination
+grace period.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from canaryd.runtime.settings import SettingsHolder, diff_summary
 log = structlog.get_logger("canaryd.daemon")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_LEASE_NAME = "canaryd-leader"
+HTTP_SHUTDOWN_TIMEOUT = 3.0
 
 
 def default_lease_namespace(sa_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
@@ -147,7 +149,8 @@ class Daemon:
             metrics=self.metrics, identity=self.options.identity, may_write=self.may_write,
         )
         app = build_app(self)
-        runner = web.AppRunner(app, access_log=None)
+        # Bounded: open event streams must not hold a stopping replica past its grace period.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
         await runner.setup()
         # Bind the socket ourselves so port 0 works and the chosen port is known.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

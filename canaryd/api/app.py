@@ -1,16 +1,109 @@
-"""The aiohttp application: health, readiness and metrics (the rollout API mounts here too)."""
+"""The aiohttp application of `canaryd serve`: health, metrics, OpenAPI and the rollout API.
+
+Middlewares, outermost first: the access log (method, path, status, duration, the token's
+name, never the token) and the error renderer (every error is problem+json). Background
+work (the token file watch, the hub's controller listener) starts and stops with the app
+through `cleanup_ctx`; open event streams are told to end on shutdown so that a stopping
+daemon does not wait for its followers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
+import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from canaryd.api import events, openapi, rollouts
+from canaryd.api.auth import TokenSource
+from canaryd.api.body import MAX_BODY, too_large
+from canaryd.api.context import IDENTITY, STATE, ApiState, Handler, Hub
+from canaryd.api.problems import Problem
 
 if TYPE_CHECKING:
     from canaryd.daemon import Daemon
 
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+access_log = structlog.get_logger("canaryd.access")
+log = structlog.get_logger("canaryd.api")
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPENAPI: web.AppKey[bytes] = web.AppKey("canaryd_openapi", bytes)
+
+
+class ApiMetrics:
+    """Request counts and latencies per route template (bounded label values)."""
+
+    def __init__(self, registry: CollectorRegistry, hub: Hub) -> None:
+        self.requests = Histogram(
+            "canaryd_api_request_duration_seconds", "API request latency (streams: lifetime)",
+            ["method", "route", "status"], registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10),
+        )
+        self.streams = Gauge("canaryd_api_event_streams", "Open rollout event streams",
+                             registry=registry)
+        self.streams.set_function(lambda: float(hub.followers))
+
+
+API_METRICS: web.AppKey[ApiMetrics] = web.AppKey("canaryd_api_metrics", ApiMetrics)
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(unmatched)"
+
+
+@web.middleware
+async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        identity = request.get(IDENTITY)
+        emit = access_log.debug if request.path in QUIET_PATHS else access_log.info
+        emit("http request", method=request.method, path=request.path, status=status,
+             duration_ms=round(elapsed * 1000, 2),
+             token_name=identity.name if identity is not None else None)
+        request.app[API_METRICS].requests.labels(
+            request.method, _route(request), str(status)).observe(elapsed)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response(request.path)
+    except web.HTTPRequestEntityTooLarge:
+        return too_large(MAX_BODY).response(request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return Problem(exc.status, exc.reason, headers=headers).response(request.path)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error", method=request.method, path=request.path)
+        return Problem(500, "Internal server error", "see the canaryd log").response(
+            request.path)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -18,7 +111,7 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    daemon = request.app[STATE].daemon
     checks: dict[str, str] = {}
     controller = daemon.controller
     checks["kubernetes"] = "ok" if controller is not None and controller.synced.is_set() else (
@@ -27,6 +120,8 @@ async def readyz(request: web.Request) -> web.Response:
     prom_ok = daemon.prometheus is not None and await daemon.prometheus.ready()
     checks["prometheus"] = "ok" if prom_ok else "unreachable"
     checks["config"] = "ok" if daemon.settings.last_error is None else "last reload rejected"
+    tokens = request.app[STATE].tokens
+    checks["tokens"] = "ok" if tokens.last_error is None else "last reload rejected"
     ready = checks["kubernetes"] == "ok" and checks["prometheus"] == "ok"
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},
@@ -35,14 +130,55 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[DAEMON].metrics.registry)
+    body = generate_latest(request.app[STATE].daemon.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
-    app[DAEMON] = daemon
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    stop = asyncio.Event()
+    controller = state.daemon.controller
+    if controller is not None:
+        controller.listeners.append(state.hub.notify)
+    watcher = asyncio.create_task(state.tokens.watch(stop), name="api-token-watch")
+    yield
+    stop.set()
+    state.hub.close()
+    await asyncio.gather(watcher, return_exceptions=True)
+    if controller is not None and state.hub.notify in controller.listeners:
+        controller.listeners.remove(state.hub.notify)
+
+
+async def _closing(app: web.Application) -> None:
+    app[STATE].hub.close()  # event streams end now, not after the shutdown timeout
+
+
+def build_app(
+    daemon: Daemon, *, env: Mapping[str, str] | None = None, heartbeat: float = 15.0
+) -> web.Application:
+    tokens = TokenSource(daemon.options.tokens_file, os.environ if env is None else env)
+    if len(tokens.table) == 0:
+        log.warning("no API tokens configured: every /api/v1 call will be refused (401)")
+    app = web.Application(middlewares=[access, errors], client_max_size=MAX_BODY)
+    app[STATE] = state = ApiState(daemon=daemon, tokens=tokens, heartbeat=heartbeat)
+    app[API_METRICS] = ApiMetrics(daemon.metrics.registry, state.hub)
+    app[OPENAPI] = json.dumps(openapi.document(), indent=2, sort_keys=True).encode()
+    app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_closing)
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/api/v1/openapi.json", openapi_json)
+    r.add_get("/api/v1/whoami", rollouts.whoami)
+    r.add_get(rollouts.BASE, rollouts.list_rollouts)
+    r.add_post(rollouts.BASE, rollouts.create)
+    r.add_get(rollouts.BASE + "/{namespace}/{name}", rollouts.get)
+    r.add_get(rollouts.BASE + "/{namespace}/{name}/events", events.events)
+    for action in rollouts.ACTION_PHASES:
+        r.add_post(f"{rollouts.BASE}/{{namespace}}/{{name}}/{action}", rollouts.action(action))
     return app

@@ -122,6 +122,28 @@ def builtin_resources() -> list[ResourceDef]:
             group="events.k8s.io", kind="Event", plural="events", singular="event",
             namespaced=True, versions=[Version("v1", storage=True)], short_names=["ev"],
         ),
+        # What `kubectl apply -k deploy/` installs besides the types above.
+        *_rbac(),
+        ResourceDef(
+            group="policy", kind="PodDisruptionBudget", plural="poddisruptionbudgets",
+            singular="poddisruptionbudget", namespaced=True,
+            versions=[Version("v1", storage=True, status=True)], short_names=["pdb"],
+        ),
+        ResourceDef(
+            group="networking.k8s.io", kind="NetworkPolicy", plural="networkpolicies",
+            singular="networkpolicy", namespaced=True, versions=[Version("v1", storage=True)],
+            short_names=["netpol"],
+        ),
+    ]
+
+
+def _rbac() -> list[ResourceDef]:
+    group = "rbac.authorization.k8s.io"
+    return [
+        ResourceDef(group=group, kind=kind, plural=f"{kind.lower()}s", singular=kind.lower(),
+                    namespaced=namespaced, versions=[Version("v1", storage=True)])
+        for kind, namespaced in (("Role", True), ("RoleBinding", True),
+                                 ("ClusterRole", False), ("ClusterRoleBinding", False))
     ]
 
 

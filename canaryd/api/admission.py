@@ -1,0 +1,161 @@
+"""Admitting a submitted Rollout manifest: validate, resolve, normalize, arbitrate. Pure.
+
+Everything the controller would later fail a rollout for is checked here first, so a
+pipeline hears about it at submit time with the field to fix: the models (every field error
+at once), then the plan against the live settings (profile exists, overrides only tighten,
+interval in bounds), then the target: one active rollout per namespace and target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from canaryd.api import problems
+from canaryd.api.problems import FieldError
+from canaryd.api.stream import phase_of
+from canaryd.config import Settings
+from canaryd.core import model, plan, targets
+
+IDEMPOTENCY_ANNOTATION = "canaryd.io/idempotency-key"
+DIGEST_ANNOTATION = "canaryd.io/request-digest"
+RESERVED_ANNOTATIONS = (model.ACTION_ANNOTATION, IDEMPOTENCY_ANNOTATION, DIGEST_ANNOTATION)
+SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
+                 "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass(frozen=True)
+class Admitted:
+    manifest: model.RolloutManifest
+    namespace: str
+    digest: str
+
+    @property
+    def spec(self) -> model.RolloutSpec:
+        return self.manifest.spec
+
+
+def validate(doc: dict[str, Any], settings: Settings) -> Admitted:
+    """The manifest, or `Problem` 422 listing every bad field by JSON pointer."""
+    try:
+        manifest = model.RolloutManifest.model_validate(doc)
+    except ValidationError as exc:
+        raise problems.invalid(problems.from_validation(exc)) from None
+    errors: list[FieldError] = []
+    for key in (manifest.metadata.annotations or {}):
+        if key in RESERVED_ANNOTATIONS:
+            errors.append(FieldError(
+                detail="set by canaryd, not by a request",
+                pointer=problems.pointer(["metadata", "annotations", key]),
+            ))
+    try:
+        plan.resolve_analysis(settings, manifest.spec)
+    except plan.PlanError as exc:
+        errors.append(problems.from_plan_error(str(exc)))
+    if errors:
+        raise problems.invalid(errors)
+    namespace = manifest.metadata.namespace or DEFAULT_NAMESPACE
+    body = normalized_spec(manifest)
+    digest = hashlib.sha256(json.dumps(
+        {"metadata": _user_metadata(manifest), "namespace": namespace, "spec": body},
+        sort_keys=True,
+    ).encode()).hexdigest()
+    return Admitted(manifest=manifest, namespace=namespace, digest=digest)
+
+
+def normalized_spec(manifest: model.RolloutManifest) -> dict[str, Any]:
+    """The spec as the user wrote it (no defaults filled in), with types coerced for the CRD."""
+    return manifest.spec.model_dump(mode="json", by_alias=True, exclude_unset=True,
+                                    exclude_none=True)
+
+
+def _user_metadata(manifest: model.RolloutManifest) -> dict[str, Any]:
+    meta = manifest.metadata.model_dump(mode="json", by_alias=True, exclude_unset=True,
+                                        exclude_none=True)
+    for key in (*SERVER_FIELDS, "namespace"):
+        meta.pop(key, None)
+    return meta
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(value):
+        raise problems.bad_parameter(
+            "Idempotency-Key", "1 to 255 visible ASCII characters, no spaces"
+        )
+    return value
+
+
+def resource(admitted: Admitted, *, idempotency_key: str | None) -> dict[str, Any]:
+    """The Rollout custom resource to create."""
+    meta = _user_metadata(admitted.manifest)
+    meta["namespace"] = admitted.namespace
+    if idempotency_key is not None:
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            IDEMPOTENCY_ANNOTATION: idempotency_key,
+            DIGEST_ANNOTATION: admitted.digest,
+        }
+        if not meta.get("name"):
+            # A name derived from the key: a retry racing the first attempt collides on
+            # create (AlreadyExists) instead of making a second rollout.
+            suffix = hashlib.sha256(
+                f"{admitted.namespace}/{idempotency_key}".encode()
+            ).hexdigest()[:10]
+            meta["name"] = (meta["generateName"] + suffix)[:253]
+            meta.pop("generateName", None)
+    return {
+        "apiVersion": model.API_VERSION,
+        "kind": model.KIND,
+        "metadata": meta,
+        "spec": normalized_spec(admitted.manifest),
+    }
+
+
+def find_idempotent(
+    cached: Iterable[dict[str, Any]], namespace: str, key: str
+) -> dict[str, Any] | None:
+    for obj in cached:
+        meta = obj.get("metadata") or {}
+        if meta.get("namespace") == namespace and (
+            (meta.get("annotations") or {}).get(IDEMPOTENCY_ANNOTATION) == key
+        ):
+            return obj
+    return None
+
+
+def same_request(obj: dict[str, Any], admitted: Admitted) -> bool:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(DIGEST_ANNOTATION) == admitted.digest
+
+
+def _entry(obj: dict[str, Any]) -> targets.Entry:
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    return targets.Entry(
+        namespace=meta["namespace"], name=meta["name"], target=str(spec.get("target", "")),
+        created=str(meta.get("creationTimestamp", "")), phase=phase_of(obj),
+        supersede=bool(spec.get("supersede", False)),
+    )
+
+
+def blocking(cached: Iterable[dict[str, Any]], admitted: Admitted) -> str | None:
+    """The active rollout that owns the target (namespace/name), if any, per the same
+    arbitration the controller applies: the candidate sorts after everything that exists."""
+    existing = [_entry(o) for o in cached if (o.get("metadata") or {}).get("namespace")]
+    candidate = targets.Entry(
+        namespace=admitted.namespace, name="\uffff(candidate)", target=admitted.spec.target,
+        created="\uffff", phase=model.Phase.PENDING, supersede=admitted.spec.supersede,
+    )
+    arbitration = targets.arbitrate([*existing, candidate])
+    verdict = arbitration.get(candidate.key)
+    return verdict.blocking if verdict is not None else None

@@ -1,0 +1,134 @@
+"""What the handlers share: typed app/request keys, the change hub, and the role guard."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from canaryd.api.auth import Identity, Role, TokenSource
+from canaryd.api.problems import Problem
+from canaryd.api.writer import RolloutWriter
+
+if TYPE_CHECKING:
+    from canaryd.daemon import Daemon
+    from canaryd.runtime.controller import Controller
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Hub:
+    """Wakes the event-stream followers of a rollout when the watch-fed cache changes it.
+
+    `notify` is the controller listener: synchronous and cheap (it only sets events); each
+    follower then reads the cache itself and works out what is new.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[asyncio.Event]] = {}
+        self.closing = asyncio.Event()
+
+    def notify(self, _kind: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        for event in self._subscribers.get(f"{meta.get('namespace')}/{meta.get('name')}", ()):
+            event.set()
+
+    @contextlib.contextmanager
+    def subscribe(self, key: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._subscribers.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            subs = self._subscribers.get(key)
+            if subs is not None:
+                subs.discard(event)
+                if not subs:
+                    del self._subscribers[key]
+
+    @property
+    def followers(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    def close(self) -> None:
+        self.closing.set()
+        for subs in self._subscribers.values():
+            for event in subs:
+                event.set()
+
+
+@dataclass
+class ApiState:
+    daemon: Daemon
+    tokens: TokenSource
+    hub: Hub = field(default_factory=Hub)
+    heartbeat: float = 15.0
+    writer: RolloutWriter | None = None
+
+    @property
+    def controller(self) -> Controller:
+        controller = self.daemon.controller
+        if controller is None:
+            raise Problem(503, "Service unavailable", "the controller is not started",
+                          headers={"Retry-After": "2"})
+        return controller
+
+    def kube(self) -> RolloutWriter:
+        if self.writer is None:
+            if self.daemon.api is None:
+                raise Problem(503, "Service unavailable", "no Kubernetes client yet",
+                              headers={"Retry-After": "2"})
+            self.writer = RolloutWriter(self.daemon.api)
+        return self.writer
+
+
+STATE: web.AppKey[ApiState] = web.AppKey("canaryd_api", ApiState)
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("canaryd_identity", Identity)
+BEARER = "bearer "
+
+
+def authenticate(request: web.Request) -> Identity:
+    tokens = request.app[STATE].tokens.table
+    header = request.headers.get("Authorization", "")
+    challenge = {"WWW-Authenticate": 'Bearer realm="canaryd"'}
+    if len(tokens) == 0:
+        raise Problem(401, "Unauthorized", "no API tokens are configured on this server",
+                      headers=challenge)
+    if not header.lower().startswith(BEARER):
+        raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>",
+                      headers=challenge)
+    identity = tokens.authenticate(header[len(BEARER):].strip())
+    if identity is None:
+        raise Problem(401, "Unauthorized", "unknown token",
+                      headers={"WWW-Authenticate": 'Bearer realm="canaryd", '
+                                                   'error="invalid_token"'})
+    request[IDENTITY] = identity
+    return identity
+
+
+def require(request: web.Request, role: Role, why: str = "") -> Identity:
+    identity = request.get(IDENTITY) or authenticate(request)
+    if identity.role < role:
+        raise Problem(403, "Forbidden",
+                      f"{why or 'this call'} needs role {role.label}; token "
+                      f"{identity.name!r} has role {identity.role.label}")
+    return identity
+
+
+def requires(role: Role) -> Callable[[Handler], Handler]:
+    """Decorate a handler: 401 without a valid token, 403 below `role`."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            require(request, role)
+            return await handler(request)
+
+        return guarded
+
+    return decorate

@@ -1,0 +1,234 @@
+"""Rollout endpoints: submit, list, get, and the operator actions.
+
+Reads come from the controller's watch-fed cache (every replica has one). Writes go to
+Kubernetes; the controller, wherever it leads, picks them up through its own watch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from canaryd.api import admission, body, problems
+from canaryd.api.auth import Role
+from canaryd.api.context import IDENTITY, STATE, Handler, require, requires
+from canaryd.api.problems import Problem
+from canaryd.api.stream import phase_of
+from canaryd.api.writer import AlreadyExists
+from canaryd.core.model import Phase
+from canaryd.core.names import check_label, check_subdomain
+
+log = structlog.get_logger("canaryd.api")
+BASE = "/api/v1/rollouts"
+DEFAULT_LIMIT, MAX_LIMIT = 100, 500
+# Which phases each action applies to (as the state machine reads it); anything else would
+# be dropped by the controller, so it is refused here with the reason.
+ACTION_PHASES: dict[str, frozenset[Phase]] = {
+    "pause": frozenset({Phase.PROGRESSING}),
+    "resume": frozenset({Phase.PAUSED}),
+    "promote": frozenset({Phase.PROGRESSING, Phase.PAUSED}),
+    "abort": frozenset({Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED}),
+}
+
+
+def view(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
+def location(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{BASE}/{meta['namespace']}/{meta['name']}"
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=json.dumps(data).encode(), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def path_names(request: web.Request) -> tuple[str, str]:
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    for label, value, check in (("namespace", ns, check_label), ("name", name, check_subdomain)):
+        try:
+            check(value)
+        except ValueError as exc:
+            raise problems.bad_parameter(label, str(exc)) from None
+    return ns, name
+
+
+async def lookup(request: web.Request, namespace: str, name: str) -> dict[str, Any]:
+    """From the cache; on a miss (the watch may lag a fresh create), from Kubernetes."""
+    state = request.app[STATE]
+    obj = state.controller.cache.get(f"{namespace}/{name}")
+    if obj is None:
+        obj = await state.kube().get(namespace, name)
+    if obj is None:
+        raise problems.not_found(namespace, name)
+    return obj
+
+
+# ---------------------------------------------------------------------------- submit
+
+
+def _replay(obj: dict[str, Any], admitted: admission.Admitted) -> web.Response:
+    if not admission.same_request(obj, admitted):
+        raise Problem(422, "Idempotency-Key reused",
+                      f"this Idempotency-Key already created {location(obj)} from a different "
+                      "request; use a new key for a new request")
+    return _json(view(obj), 201, {"Location": location(obj), "Idempotent-Replayed": "true"})
+
+
+@requires(Role.SUBMIT)
+async def create(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    key = admission.check_idempotency_key(request.headers.get("Idempotency-Key"))
+    doc = await body.read_document(request)
+    admitted = admission.validate(doc, state.daemon.settings())
+    if admitted.spec.supersede:
+        require(request, Role.OPERATE, "spec.supersede (rolling back a running rollout)")
+    cache = state.controller.cache
+    if key is not None:
+        earlier = admission.find_idempotent(cache.values(), admitted.namespace, key)
+        if earlier is not None:
+            return _replay(earlier, admitted)
+    owner = admission.blocking(cache.values(), admitted)
+    if owner is not None:
+        raise Problem(409, "Target busy",
+                      f"rollout {owner} is active for target {admitted.spec.target!r} in "
+                      f"namespace {admitted.namespace}; wait for it, abort it, or submit "
+                      "with spec.supersede: true",
+                      extra={"conflictsWith": owner})
+    resource = admission.resource(admitted, idempotency_key=key)
+    try:
+        created = await state.kube().create(resource)
+    except AlreadyExists:
+        name = resource["metadata"]["name"]
+        existing = await state.kube().get(admitted.namespace, name)
+        if existing is not None and key is not None and (
+            (existing["metadata"].get("annotations") or {}).get(
+                admission.IDEMPOTENCY_ANNOTATION) == key
+        ):
+            return _replay(existing, admitted)
+        raise Problem(409, "Already exists",
+                      f"a rollout {admitted.namespace}/{name} already exists",
+                      extra={"conflictsWith": f"{admitted.namespace}/{name}"}) from None
+    log.info("rollout submitted", rollout=f"{admitted.namespace}/{created['metadata']['name']}",
+             target=admitted.spec.target, version=admitted.spec.version)
+    return _json(view(created), 201, {"Location": location(created)})
+
+
+# ---------------------------------------------------------------------------- read
+
+
+def _query_label(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return check_label(value)
+    except ValueError as exc:
+        raise problems.bad_parameter(name, str(exc)) from None
+
+
+def _encode_continue(key: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": key}).encode()).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> str:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise problems.bad_parameter("continue", "not a token this server issued") from None
+    if not isinstance(after, str):
+        raise problems.bad_parameter("continue", "not a token this server issued")
+    return after
+
+
+def _limit(request: web.Request) -> int:
+    text = request.query.get("limit")
+    if text is None or text == "":
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise problems.bad_parameter("limit", f"an integer from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+@requires(Role.READ)
+async def list_rollouts(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    controller = state.controller
+    namespace = _query_label(request, "namespace")
+    target = _query_label(request, "target")
+    phase_text = request.query.get("phase") or None
+    if phase_text is not None and phase_text not in {p.value for p in Phase}:
+        raise problems.bad_parameter("phase", "one of " + ", ".join(p.value for p in Phase))
+    limit = _limit(request)
+    token = request.query.get("continue") or None
+    after = _decode_continue(token) if token is not None else ""
+    if not controller.synced.is_set():
+        raise problems.unavailable("the rollout cache is not synced yet")
+    keys = sorted(k for k in controller.cache if k > after)
+    items: list[dict[str, Any]] = []
+    more = None
+    for key in keys:
+        obj = controller.cache.get(key)
+        if obj is None:
+            continue
+        meta, spec = obj["metadata"], obj.get("spec") or {}
+        if namespace is not None and meta.get("namespace") != namespace:
+            continue
+        if target is not None and spec.get("target") != target:
+            continue
+        if phase_text is not None and phase_of(obj).value != phase_text:
+            continue
+        if len(items) == limit:
+            more = _encode_continue(f"{items[-1]['metadata']['namespace']}/"
+                                    f"{items[-1]['metadata']['name']}")
+            break
+        items.append(view(obj))
+    return _json({"items": items, "metadata": {"continue": more, "count": len(items)}})
+
+
+@requires(Role.READ)
+async def get(request: web.Request) -> web.Response:
+    ns, name = path_names(request)
+    return _json(view(await lookup(request, ns, name)))
+
+
+@requires(Role.READ)
+async def whoami(request: web.Request) -> web.Response:
+    identity = require(request, Role.READ)
+    return _json({"name": identity.name, "role": identity.role.label})
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+def action(name: str) -> Handler:
+    """POST .../{name}: set the action annotation; the leading controller consumes it."""
+
+    @requires(Role.OPERATE)
+    async def act(request: web.Request) -> web.Response:
+        ns, rollout = path_names(request)
+        obj = await lookup(request, ns, rollout)
+        phase = phase_of(obj)
+        if phase not in ACTION_PHASES[name]:
+            applies = ", ".join(sorted(p.value for p in ACTION_PHASES[name]))
+            state_text = "has finished" if phase.terminal else "is"
+            raise Problem(409, "Action not applicable",
+                          f"rollout {ns}/{rollout} {state_text} {phase.value}; {name} applies "
+                          f"to a rollout that is {applies}",
+                          extra={"phase": phase.value})
+        updated = await request.app[STATE].kube().set_action(ns, rollout, name)
+        log.info("rollout action requested", rollout=f"{ns}/{rollout}", action=name,
+                 token_name=request[IDENTITY].name)
+        return _json(view(updated), 202)
+
+    act.__name__ = act.__qualname__ = name
+    return act

@@ -1,0 +1,143 @@
+"""Response and event shapes, as pydantic models: the source of the OpenAPI components.
+
+Requests are `canaryd.core.model.RolloutManifest` itself; a served Rollout reuses the spec
+and status models, so the API, the CRD and the controller cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from canaryd.core.model import Phase, RolloutSpec, RolloutStatus, Verdict, Weights
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Rollout(_Wire):
+    """A Rollout as stored in Kubernetes (metadata.managedFields left out)."""
+
+    api_version: Literal["canaryd.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Rollout"]
+    metadata: dict[str, Any] = Field(description="Kubernetes object metadata")
+    spec: RolloutSpec
+    status: RolloutStatus | None = None
+
+
+class ListMeta(_Wire):
+    continue_: str | None = Field(
+        alias="continue", description="pass as ?continue= for the next page; null on the last"
+    )
+    count: int
+
+
+class RolloutList(_Wire):
+    items: list[Rollout]
+    metadata: ListMeta
+
+
+class FieldProblem(_Wire):
+    detail: str
+    pointer: str | None = Field(default=None, description="JSON pointer into the request body")
+    parameter: str | None = Field(default=None, description="query parameter or header")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldProblem] | None = None
+    conflicts_with: str | None = Field(default=None, alias="conflictsWith",
+                                       description="namespace/name of the conflicting rollout")
+
+
+class WhoAmI(_Wire):
+    name: str
+    role: Literal["read", "submit", "operate", "admin"]
+
+
+class Health(_Wire):
+    status: Literal["ok"]
+
+
+class Readiness(_Wire):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str]
+
+
+# ---------------------------------------------------------------------------- events
+
+
+class StateEvent(_Wire):
+    """`event: state` (no id), first on every connection: where the rollout stands."""
+
+    rollout: str
+    phase: Phase
+    step_index: int = Field(alias="stepIndex")
+    step_count: int | None = Field(alias="stepCount")
+    weights: Weights | None
+    reason: str
+    sequence: int
+
+
+class TransitionEvent(_Wire):
+    """`event: transition`, id `seq`: a phase change, with the weights it set."""
+
+    seq: int
+    time: datetime
+    source: Phase
+    phase: Phase
+    trigger: str
+    reason: str
+    weights: Weights | None
+
+
+class CheckEvent(_Wire):
+    """`event: check`, id `seq.index`: one check of an analysis run."""
+
+    seq: int
+    index: int
+    time: datetime
+    step: int
+    metric: str
+    value: float | None
+    stable_value: float | None = Field(alias="stableValue")
+    requests: float | None
+    threshold: str
+    verdict: Verdict
+    reason: str
+    query: str
+
+
+class VerdictEvent(_Wire):
+    """`event: verdict`, id `seq.final`: the last event of a stream."""
+
+    phase: Phase
+    succeeded: bool
+    reason: str
+    weights: Weights | None
+    failures: int
+
+
+class GapEvent(_Wire):
+    """`event: gap` (no id): events the rollout status no longer keeps were skipped."""
+
+    from_: int = Field(alias="from")
+    to: int
+    missing: int
+    detail: str
+
+
+COMPONENTS: tuple[type[BaseModel], ...] = (
+    Rollout, RolloutList, Problem, WhoAmI, Health, Readiness,
+    StateEvent, TransitionEvent, CheckEvent, VerdictEvent, GapEvent,
+)

@@ -1,0 +1,57 @@
+"""`canaryd get [NAMESPACE/]NAME [--wait]`: one rollout's state, or follow it to its verdict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from canaryd.client import cli, errors
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "get", help="show a rollout (with --wait: follow it to its verdict)",
+        description="Show a rollout: phase, weights, step, reason and its latest checks.",
+    )
+    cli.add_ref(p)
+    p.add_argument("--wait", action="store_true",
+                   help="follow the rollout's events and exit with its verdict (as submit)")
+    p.add_argument("--timeout", type=cli.duration, default=None, metavar="DURATION",
+                   help="with --wait: give up after this long (exit 4)")
+    cli.add_output(p)
+    cli.add_connection(p)
+    p.set_defaults(handler=lambda args: cli.run(lambda: get(args)))
+
+
+def describe(obj: dict[str, Any]) -> list[str]:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    weights = status.get("weights") or {}
+    lines = [
+        f"rollout:  {meta['namespace']}/{meta['name']}",
+        f"target:   {spec.get('target')} -> {spec.get('version')}",
+        f"phase:    {status.get('phase', 'Pending')}",
+        f"step:     {int(status.get('stepIndex', 0)) + 1}/{status.get('stepCount', '?')}",
+        f"weights:  canary {weights.get('canary', 0)}% / stable {weights.get('stable', 100)}%",
+        f"reason:   {status.get('reason', '')}",
+    ]
+    checks = status.get("checks") or []
+    if checks:
+        last = checks[-1].get("seq")
+        lines.append("checks:")
+        for c in (c for c in checks if c.get("seq") == last):
+            lines.append(f"  {c.get('metric')}: {c.get('value')} vs {c.get('threshold')} -> "
+                         f"{c.get('verdict')} ({c.get('reason')})")
+    return lines
+
+
+async def get(args: argparse.Namespace) -> int:
+    ns, name = cli.ref(args)
+    async with cli.client(args) as api:
+        obj = await api.get(ns, name)
+        if args.wait:
+            return await cli.watch(api, ns, name, as_json=args.output == "json",
+                                   deadline=args.timeout, out=sys.stdout, err=sys.stderr)
+    print(json.dumps(obj, indent=2) if args.output == "json" else "\n".join(describe(obj)))
+    return errors.SUCCEEDED

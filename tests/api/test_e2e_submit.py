@@ -1,0 +1,111 @@
+"""End to end, as a pipeline runs it: `canaryd submit --wait` (a process) against
+`canaryd serve` (a process) in a full sandbox with real Prometheus. A healthy canary exits 0,
+a faulty one (5% errors) exits 1; both print their checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes_asyncio import client, config
+
+from canaryd.sandbox.runner import Sandbox
+from tests.api.support import CONFIG, EXAMPLE, TOKENS, tokens_yaml
+
+pytestmark = pytest.mark.prometheus
+CANARYD = [sys.executable, "-m", "canaryd"]
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[Sandbox]:
+    if shutil.which("prometheus") is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is required in CI")
+        pytest.skip("prometheus is not installed")
+    async with Sandbox(rps=200) as sb:
+        await sb.wait_for_traffic(timeout=30)
+        yield sb
+
+
+@pytest.fixture
+async def serve(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[str]:
+    """`canaryd serve` in its own process; yields its URL once it says it is ready."""
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(tokens_yaml())
+    log = (tmp_path / "serve.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        *CANARYD, "serve", "--config", str(CONFIG), "--kubeconfig", str(sandbox.kubeconfig),
+        "--host", "127.0.0.1", "--port", "0", "--prometheus-url", sandbox.prometheus_url,
+        "--tokens-file", str(tokens), "--identity", "e2e-api",
+        stdout=asyncio.subprocess.PIPE, stderr=log,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+        ready = json.loads(line)
+        assert ready["event"] == "ready", line
+        yield str(ready["url"])
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        log.close()
+
+
+def rollout_file(tmp_path: Path) -> Path:
+    body = yaml.safe_load(EXAMPLE.read_text())
+    body["spec"]["plan"] = {"steps": [{"weight": 20}, {"weight": 50}]}
+    body["spec"]["analysis"] = {"profile": "sandbox", "interval": "3s"}
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+async def submit_wait(url: str, path: Path) -> tuple[int, str, str]:
+    env = {**os.environ, "CANARYD_URL": url, "CANARYD_TOKEN": TOKENS["submit"]}
+    proc = await asyncio.create_subprocess_exec(
+        *CANARYD, "submit", "-f", str(path), "--wait", "--timeout", "90s",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_a_healthy_canary_is_promoted_and_submit_exits_0(
+    serve: str, tmp_path: Path,
+) -> None:
+    code, out, err = await submit_wait(serve, rollout_file(tmp_path))
+    print(out)
+    assert code == 0, out + err
+    assert "check istio-success-rate" in out and "-> Pass" in out
+    assert "[canary 20% / stable 80%]" in out and "[canary 50% / stable 50%]" in out
+    assert out.strip().splitlines()[-1].split(" ", 1)[1].startswith("verdict: Succeeded")
+
+
+async def test_a_faulty_canary_is_rolled_back_and_submit_exits_1(
+    sandbox: Sandbox, serve: str, tmp_path: Path,
+) -> None:
+    api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    try:
+        await client.AppsV1Api(api).patch_namespaced_deployment(
+            "podinfo-canary", "demo",
+            {"metadata": {"annotations": {"sandbox.canaryd.io/error-ratio": "0.05"}}},
+        )
+    finally:
+        await api.close()
+    code, out, err = await submit_wait(serve, rollout_file(tmp_path))
+    print(out)
+    assert code == 1, out + err
+    assert "check istio-success-rate" in out and "-> Fail" in out
+    assert "verdict: RolledBack" in out.strip().splitlines()[-1]

@@ -1,0 +1,36 @@
+"""End to end, for the SMI router: the sandbox's TrafficSplit (apex Service podinfo-smi),
+real Prometheus, canaryd in-process, Linkerd metrics for the analysis."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.routers import scenarios
+from tests.routers.support import NS, Harness, example_rollout, running_canaryd
+
+pytestmark = pytest.mark.prometheus
+APEX = "podinfo-smi"
+
+
+def routed(h: Harness) -> scenarios.Weights:
+    async def weights() -> dict[str, int]:
+        obj = await h.custom.get_namespaced_custom_object(
+            "split.smi-spec.io", "v1alpha2", NS, "trafficsplits", APEX
+        )
+        return {b["service"]: b["weight"] for b in obj["spec"]["backends"]}
+
+    return weights
+
+
+async def test_healthy_canary_is_promoted_through_the_trafficsplit(prometheus: str) -> None:
+    async with running_canaryd() as h:
+        await scenarios.healthy_canary_is_promoted(
+            h, example_rollout("smi.yaml"), apex=APEX, routed=routed(h)
+        )
+
+
+async def test_faulty_canary_is_rolled_back_off_the_trafficsplit(prometheus: str) -> None:
+    async with running_canaryd() as h:
+        await scenarios.faulty_canary_is_rolled_back(
+            h, example_rollout("smi.yaml"), apex=APEX, routed=routed(h)
+        )
