@@ -136,7 +136,7 @@ async def main(n: int, seconds: int) -> None:
         started = time.monotonic()
         await create_all(api, n)
         print(f"created {n} applications ({5 * n} objects) in {time.monotonic() - started:.1f}s")
-        log = open(work / "daemon.log", "wb")  # noqa: SIM115, ASYNC230
+        log = open(work / "daemon.log", "wb")  # noqa: SIM115
         daemon = subprocess.Popen(
             [sys.executable, "-m", "canaryd", "serve", "--kubeconfig", str(sb.kubeconfig),
              "--config", str(work / "bench.yaml"), "--prometheus-url", sb.prometheus_url,
