@@ -459,7 +459,7 @@ def _conditions(status: RolloutStatus, now: datetime) -> list[Condition]:
 
 
 def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
-    b = _Builder(now=now.replace(microsecond=0), status=status)
+    b = _Builder(now=now, status=status)
     if ctx.generation is not None and status.observed_generation != ctx.generation:
         b.update(observed_generation=ctx.generation)
     phase = status.phase
