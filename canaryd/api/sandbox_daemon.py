@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.resources
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -29,20 +30,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("canaryd.sandbox")
 SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "config" / "canaryd.yaml"
-# Used when canaryd runs from an installed wheel (config/ is not shipped in it): the fast
-# profile the example rollout asks for, over the built-in Istio metric templates.
-FALLBACK_CONFIG = {
-    "controller": {"tick": "1s"},
-    "profiles": {
-        "sandbox": {
-            "interval": "5s", "minInterval": "2s", "maxInterval": "1m", "minRequests": 20,
-            "checks": [{"metric": "istio-success-rate", "min": 99},
-                       {"metric": "istio-latency-p99", "max": 200}],
-            "limits": {"failures": 2, "consecutiveFailures": 1, "consecutiveInconclusive": 4,
-                       "onInconclusive": "pause"},
-        },
-    },
-}
 ADMIN = "sandbox-admin"
 
 
@@ -53,14 +40,13 @@ class SandboxDaemon:
     daemon: Daemon
 
 
-def _config(workdir: Path, given: Path | None) -> Path:
+def _config(given: Path | None) -> Path:
+    """The given config, else the repository's, else the copy shipped in the package."""
     if given is not None:
         return given
     if SHIPPED_CONFIG.is_file():
         return SHIPPED_CONFIG
-    path = workdir / "canaryd.yaml"
-    path.write_text(yaml.safe_dump(FALLBACK_CONFIG, sort_keys=False))
-    return path
+    return Path(str(importlib.resources.files("canaryd").joinpath("data/canaryd.yaml")))
 
 
 def _write_tokens(workdir: Path, token: str) -> Path:
@@ -83,7 +69,7 @@ async def run_daemon_for_sandbox(
         raise RuntimeError("start the sandbox before its daemon")
     token = secrets.token_urlsafe(32)
     daemon = Daemon(DaemonOptions(
-        config=_config(workdir, config_path), kubeconfig=str(sandbox.kubeconfig),
+        config=_config(config_path), kubeconfig=str(sandbox.kubeconfig),
         host="127.0.0.1", port=0, prometheus_url=sandbox.prometheus_url,
         identity="sandbox", tokens_file=str(_write_tokens(workdir, token)),
         leader_election=False,  # the only replica: it always leads
