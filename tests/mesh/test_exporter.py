@@ -128,3 +128,35 @@ def test_flows_with_identical_labels_are_summed() -> None:
     other_caller = topology.Flow(topology.ServiceRef("shop", "web-alias", 8080), WEB, canary(), 0.5)
     samples = scrape(first, other_caller)["istio_requests"]
     assert len([s for s in samples if s.labels["reporter"] == "destination"]) == 1
+
+
+
+def test_a_weight_zero_workload_exports_zero_series_before_traffic() -> None:
+    """So that the first rate() window after a traffic shift counts every request."""
+    import random
+
+    from canaryd.sandbox.mesh import exporter, topology, traffic
+    from tests.mesh.objects import deployment, destination_rule, service, virtual_service
+
+    primary = deployment("web-primary", {"app": "web", "version": "v1"})
+    canary = deployment("web-canary", {"app": "web", "version": "v2"},
+                        annotations={"sandbox.canaryd.io/error-ratio": "0.05"})
+    subsets = destination_rule("web", "web", {"v1": {"version": "v1"}, "v2": {"version": "v2"}})
+    http = [{"route": [{"destination": {"host": "web", "subset": "v1"}, "weight": 100},
+                       {"destination": {"host": "web", "subset": "v2"}, "weight": 0}]}]
+    snap = topology.Snapshot(
+        services=(service("web", {"app": "web"}, rps=100),), deployments=(primary, canary),
+        virtual_services=(virtual_service("web", ["web"], http),), destination_rules=(subsets,),
+    )
+    model = traffic.TrafficModel(rng=random.Random(1))  # noqa: S311 (simulation noise)
+    model.advance(topology.compute_routes(snap).values(), 1.0)
+    collector = exporter.MeshCollector(lambda: list(model.counters.values()))
+    samples = {
+        (s.labels["destination_workload"], s.labels["response_code"]): s.value
+        for m in collector.collect() if m.name == "istio_requests"
+        for s in m.samples
+        if s.labels.get("reporter") == "destination" and s.name.endswith("_total")
+    }
+    assert samples[("web-canary", "200")] == 0
+    assert samples[("web-canary", "500")] == 0
+    assert samples[("web-primary", "200")] > 0

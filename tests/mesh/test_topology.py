@@ -141,7 +141,8 @@ def test_single_destination_without_weight_takes_everything_and_zero_takes_nothi
         virtual_services=(zero,),
         destination_rules=(SUBSETS,),
     )
-    assert shares(route(snap)) == {"web-primary": 1.0}
+    # Weight 0 takes nothing; it stays as a zero-share flow so its series exist at 0.
+    assert shares(route(snap)) == {"web-primary": 1.0, "web-canary": 0.0}
 
 
 def test_virtual_service_routing_to_separate_services() -> None:

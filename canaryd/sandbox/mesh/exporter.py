@@ -177,7 +177,13 @@ class MeshCollector(Collector):
             reporters = ("source",) if unavailable else ("destination", "source")
             outcomes = (("200", counters.ok), ("503" if unavailable else "500", counters.failed))
             for code, outcome in outcomes:
-                if outcome.requests <= 0:
+                # A routed workload's series exist from the start at 0 (see topology):
+                # success always, failures as soon as the workload is set to produce them.
+                workload = counters.flow.workload
+                zero_ok = not unavailable and (
+                    code == "200" or (workload is not None and workload.error_ratio > 0)
+                )
+                if outcome.requests <= 0 and not zero_ok:
                     continue
                 for reporter in reporters:
                     labels = _istio_labels(

@@ -285,7 +285,7 @@ def _weighted_flows(
     index: _Index, called: ServiceRef, destinations: Iterable[Destination]
 ) -> tuple[Flow, ...]:
     """Turn weighted destinations into flows whose shares sum to 1."""
-    dests = [(svc, w, extra) for svc, w, extra in destinations if w > 0]
+    dests = [(svc, w, extra) for svc, w, extra in destinations if w >= 0]
     total = sum(w for _, w, _ in dests)
     if total <= 0:  # every weight 0 (or no usable backend): the proxy answers 503 itself
         return (Flow(called, None, None, 1.0),)
@@ -296,7 +296,12 @@ def _weighted_flows(
         # An unknown subset has no Envoy cluster: the same 503 as no endpoints.
         backends = index.endpoints(ns, name, extra) if extra is not None else []
         if not backends:
-            flows.append(Flow(called, dest_ref, None, share))
+            if share > 0:
+                flows.append(Flow(called, dest_ref, None, share))
+            continue
+        # Weight-0 destinations stay as zero-share flows: their series then exist (at 0)
+        # before traffic arrives, so the first rate() window after a shift counts every
+        # request (Prometheus 2.x ignores the first sample of a series that appears mid-way).
         flows.extend(Flow(called, dest_ref, wl, share * part) for wl, part in backends)
     return tuple(flows)
 
