@@ -13,7 +13,9 @@ import yaml
 
 from canaryd.core import model
 
-_DROP = {"title", "default"}
+# Not fields of apiextensions JSONSchemaProps (a real API server refuses them); map keys are
+# validated by the controller and the API instead.
+_DROP = {"title", "default", "propertyNames"}
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:

@@ -161,16 +161,20 @@ class Daemon:
         self.url = f"http://{self.options.host}:{sock.getsockname()[1]}"
         return runner
 
-    async def run(self) -> None:
+    async def run(self, *, embedded: bool = False) -> None:
+        """Serve until `stop` is set. `embedded`: inside another program (the sandbox, the
+        demo, tests), which owns the signals and stdout."""
         runner = await self.start()
         assert self.controller is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop.set)
+        if not embedded:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, self.stop.set)
         log.info("canaryd serving", url=self.url, identity=self.options.identity,
                  lease=str(self.elector.lease) if self.elector else None)
-        print(f'{{"event": "ready", "url": "{self.url}"}}', flush=True)
+        if not embedded:
+            print(f'{{"event": "ready", "url": "{self.url}"}}', flush=True)
         # The informer gets its own stop: it keeps the cache fresh while the last round drains.
         informer_stop = asyncio.Event()
         tasks = [

@@ -18,7 +18,7 @@ import structlog
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from canaryd.adapters.retry import kube_call
+from canaryd.adapters.retry import kube_call, kube_json
 from canaryd.core import model
 from canaryd.core.machine import WorkloadState
 
@@ -176,13 +176,12 @@ class Workloads:
 
     async def state(self, ref: ObjectRef, *, min_available: int) -> WorkloadState:
         try:
-            raw = await kube_call(
+            body = await kube_json(
                 f"get deployment {ref}",
                 lambda: self.apps.read_namespaced_deployment(
                     ref.name, ref.namespace, _request_timeout=TIMEOUT, _preload_content=False
                 ),
             )
-            body = await raw.json()
         except ApiException as exc:
             if exc.status == 404:
                 return WorkloadState(exists=False, available=False, detail=f"{ref} not found")
@@ -201,13 +200,12 @@ class Workloads:
 
     async def scaled_to_zero(self, ref: ObjectRef) -> bool:
         try:
-            raw = await kube_call(
+            body = await kube_json(
                 f"get deployment {ref}",
                 lambda: self.apps.read_namespaced_deployment(
                     ref.name, ref.namespace, _request_timeout=TIMEOUT, _preload_content=False
                 ),
             )
-            body = await raw.json()
         except ApiException as exc:
             if exc.status == 404:
                 return True  # nothing left to scale down

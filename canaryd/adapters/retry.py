@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import structlog
@@ -95,3 +95,21 @@ async def kube_call(
         if observer is not None:
             observer(what.split(" ", 1)[0], time.monotonic() - started, failed)
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+async def kube_json(
+    what: str, fn: Callable[[], Awaitable[Any]], **kwargs: Any
+) -> dict[str, Any]:
+    """A call made with `_preload_content=False` (to get the raw JSON, not a model object),
+    with its HTTP status checked inside the retry: kubernetes_asyncio raises nothing for a
+    non-2xx response when it does not preload, so 404s and 5xxs must be raised here."""
+
+    async def call() -> dict[str, Any]:
+        response = await fn()
+        if response.status >= 400:
+            body = await response.text()
+            raise ApiException(status=response.status, reason=response.reason or body[:200])
+        result: dict[str, Any] = await response.json()
+        return result
+
+    return await kube_call(what, call, **kwargs)

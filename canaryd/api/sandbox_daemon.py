@@ -74,22 +74,15 @@ async def run_daemon_for_sandbox(
         identity="sandbox", tokens_file=str(_write_tokens(workdir, token)),
         leader_election=False,  # the only replica: it always leads
     ))
-    runner = await daemon.start()
-    assert daemon.controller is not None and daemon.url is not None
-    tasks = [
-        # Controller.run = the informer (the API's cache) + the reconcile loop.
-        asyncio.create_task(daemon.controller.run(daemon.stop), name="sandbox-controller"),
-        asyncio.create_task(daemon.settings.watch(daemon.stop), name="sandbox-config-watch"),
-    ]
+    task = asyncio.create_task(daemon.run(embedded=True), name="sandbox-daemon")
     try:
-        await asyncio.wait_for(daemon.controller.synced.wait(), timeout=20)
+        while daemon.controller is None or not daemon.controller.synced.is_set():
+            if task.done():
+                task.result()  # start-up failed: raise its error
+            await asyncio.sleep(0.05)
+        assert daemon.url is not None
         log.info("sandbox.daemon.started", api_url=daemon.url)
         yield SandboxDaemon(url=daemon.url, token=token, daemon=daemon)
     finally:
         daemon.stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await runner.cleanup()
-        if daemon.api is not None:
-            await daemon.api.close()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), timeout=30)

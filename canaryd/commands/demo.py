@@ -152,7 +152,7 @@ async def _main(args: argparse.Namespace) -> int:
             config=_config_path(args.config), kubeconfig=str(sandbox.kubeconfig),
             host="127.0.0.1", port=0, prometheus_url=sandbox.prometheus_url, identity="demo",
         ))
-        task = asyncio.create_task(daemon.run())
+        task = asyncio.create_task(daemon.run(embedded=True))
         api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
         try:
             while daemon.controller is None or not daemon.controller.synced.is_set():

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from canaryd import log as logging_setup
+from canaryd.api.auth import TokenError
 from canaryd.config import ConfigError
 
 
@@ -98,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         options.identity = args.identity
     try:
         daemon = Daemon(options)
-    except ConfigError as exc:
-        print(f"canaryd: {exc}")
+        asyncio.run(daemon.run())
+    except (ConfigError, TokenError) as exc:
+        print(f"canaryd: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(daemon.run())
     return 0

@@ -129,7 +129,7 @@ async def test_the_running_daemon_follows_the_mounted_file(
     daemon = Daemon(DaemonOptions(config=mount.path, kubeconfig=str(kubeconfig),
                                   host="127.0.0.1", port=0, identity="cfg",
                                   prometheus_url="http://127.0.0.1:9"))
-    task = asyncio.create_task(daemon.run())
+    task = asyncio.create_task(daemon.run(embedded=True))
 
     async def readyz() -> dict[str, object]:
         assert daemon.url is not None

@@ -25,10 +25,7 @@ from tests.deploy.support import (
     validate,
 )
 
-# The Rollout CRD is generated from the pydantic models (canaryd/crd.py) and lands here as
-# a copy; its `propertyNames` (from dict[Label, ...] keys) is no field of the apiextensions
-# JSONSchemaProps, so a real API server refuses it. Strict xfail: fixed there, fails here.
-KNOWN_INVALID = {("CustomResourceDefinition", "rollouts.canaryd.io")}
+KNOWN_INVALID: set[tuple[str, str]] = set()
 ROLLOUT_CRD = DEPLOY / "crds" / "canaryd-rollout.yaml"
 
 
@@ -190,6 +187,5 @@ def test_the_istio_example_enforces_strict_mtls_on_canaryd() -> None:
     assert pa["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "canaryd"}
 
 
-@pytest.mark.xfail(strict=True, reason="propertyNames in the generated Rollout CRD")
 def test_the_rollout_crd_uses_only_fields_the_api_server_knows() -> None:
     assert _problems(load_documents(ROLLOUT_CRD), skip_known=False) == []

@@ -34,7 +34,7 @@ async def start_daemon(sb: Sandbox) -> tuple[Daemon, asyncio.Task[None]]:
         config=CONFIG, kubeconfig=str(sb.kubeconfig), host="127.0.0.1", port=0,
         prometheus_url=sb.prometheus_url, identity="e2e",
     ))
-    task = asyncio.create_task(daemon.run())
+    task = asyncio.create_task(daemon.run(embedded=True))
 
     async def synced() -> bool:
         if task.done():

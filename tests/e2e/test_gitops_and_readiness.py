@@ -48,3 +48,15 @@ async def test_unavailable_canary_fails_without_touching_routing(env: Env) -> No
     assert "not available after 3s" in status["reason"]
     assert "routing not touched" in status["reason"]
     assert await env.kube.vs_weights() == before == {"stable": 100, "canary": 0}
+
+
+async def test_missing_canary_deployment_fails_naming_it(env: Env) -> None:
+    from tests.e2e.support import rollout_manifest
+
+    body = rollout_manifest()
+    body["spec"]["workloads"].update(canary="podinfo-absent", readyTimeout="2s")
+    await env.kube.create_rollout(body)
+    status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=30)
+    assert status["phase"] == "Failed"
+    assert "demo/podinfo-absent not found" in status["reason"]
+    assert await env.kube.vs_weights() == {"stable": 100, "canary": 0}

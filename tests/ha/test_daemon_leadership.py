@@ -97,7 +97,7 @@ async def replicas(server: ApiServer, api: client.ApiClient,
 
 
 async def start(replica: Replica) -> None:
-    replica.task = asyncio.create_task(replica.daemon.run())
+    replica.task = asyncio.create_task(replica.daemon.run(embedded=True))
 
     async def up() -> bool:
         assert replica.task is not None

@@ -63,7 +63,7 @@ async def test_sigterm_lets_the_round_in_flight_finish_then_releases_the_lease(
             daemon.stop.set()  # what the SIGTERM handler does
 
     door.on_request = on_request
-    task = asyncio.create_task(daemon.run())
+    task = asyncio.create_task(daemon.run(embedded=True))
     try:
         await Rollouts(api).create(rollout_manifest())
         await asyncio.wait_for(task, timeout=15)

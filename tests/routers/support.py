@@ -155,7 +155,7 @@ async def running_canaryd() -> AsyncIterator[Harness]:
             config=CONFIG, kubeconfig=str(sandbox.kubeconfig), host="127.0.0.1", port=0,
             prometheus_url=sandbox.prometheus_url, identity="routers-e2e",
         ))
-        task = asyncio.create_task(daemon.run())
+        task = asyncio.create_task(daemon.run(embedded=True))
 
         async def synced() -> bool:
             if task.done():

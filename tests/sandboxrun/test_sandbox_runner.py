@@ -43,7 +43,7 @@ async def test_sandbox_serves_the_example_app_and_its_traffic(prometheus_binary:
         await sandbox.wait_for_traffic(timeout=30)
         query = (
             'sum by (destination_workload) (istio_requests_total{reporter="destination",'
-            ' destination_service_name="podinfo"})'
+            ' destination_service_name="podinfo"}) > 0'
         )
         async with (
             aiohttp.ClientSession() as session,

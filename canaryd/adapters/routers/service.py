@@ -8,13 +8,11 @@ only that one key: ports, annotations and other selector keys stay exactly as th
 
 from __future__ import annotations
 
-from typing import Any
-
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
-from canaryd.adapters.retry import kube_call
+from canaryd.adapters.retry import kube_call, kube_json
 from canaryd.adapters.routers import RouterError
 from canaryd.core.model import ServiceSelectorRouter as SelectorSpec
 from canaryd.core.model import Weights
@@ -34,13 +32,12 @@ class ServiceSelectorRouter:
 
     async def _selector(self, name: str) -> dict[str, str]:
         try:
-            raw = await kube_call(
+            body = await kube_json(
                 f"get service {self.namespace}/{name}",
                 lambda: self.core.read_namespaced_service(
                     name, self.namespace, _request_timeout=TIMEOUT, _preload_content=False
                 ),
             )
-            body: dict[str, Any] = await raw.json()
         except ApiException as exc:
             if exc.status == 404:
                 raise RouterError(f"service {self.namespace}/{name} not found") from None
