@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from kubernetes_asyncio import client
@@ -21,7 +19,6 @@ ROLLOUT_CRD = ROOT / "canaryd" / "data" / "crds" / "canaryd-rollout.yaml"
 GROUP, VERSION, PLURAL = "canaryd.io", "v1alpha1", "rollouts"
 TOKENS = {role: f"{role}-token-0123456789abcdef" for role in ("read", "submit", "operate",
                                                                 "admin")}
-T = TypeVar("T")
 
 
 def auth(role: str) -> dict[str, str]:
@@ -40,20 +37,6 @@ def manifest(name: str = "podinfo-v2", *, namespace: str = "demo", target: str =
     body["spec"]["target"] = target
     body["spec"].update(spec)
     return body
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, every: float = 0.05
-) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
-        await asyncio.sleep(every)
 
 
 def _now() -> str:

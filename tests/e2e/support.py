@@ -3,39 +3,22 @@ waits on conditions with deadlines (never a bare sleep)."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import yaml
 from kubernetes_asyncio import client
+
+from canaryd.sandbox.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "canaryd.yaml"
 EXAMPLE = ROOT / "config" / "examples" / "canary.yaml"
 GROUP, VERSION, PLURAL = "canaryd.io", "v1alpha1", "rollouts"
 NS = "demo"
-T = TypeVar("T")
 TERMINAL = {"Succeeded", "RolledBack", "Failed", "Aborted"}
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, every: float = 0.2
-) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
-        await asyncio.sleep(every)
 
 
 def rollout_manifest(name: str = "podinfo-v2", **spec_changes: Any) -> dict[str, Any]:

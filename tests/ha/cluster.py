@@ -18,10 +18,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import yaml
@@ -33,6 +33,7 @@ from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.apiserver.errors import ApiError
 from canaryd.sandbox.apiserver.handlers import json_response
 from canaryd.sandbox.apiserver.server import TOKEN
+from canaryd.sandbox.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "canaryd.yaml"
@@ -43,24 +44,6 @@ TERMINAL = {"Succeeded", "RolledBack", "Failed", "Aborted"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 # Short lease timings for tests: lease 2 s, renew deadline 1.5 s, retry 0.3 s.
 FAST_LEASE = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.3}
-T = TypeVar("T")
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, every: float = 0.05
-) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
-        await asyncio.sleep(every)
-
-
-# ---------------------------------------------------------------------- audited entrance
 
 
 @dataclass(frozen=True)

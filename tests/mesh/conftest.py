@@ -6,9 +6,7 @@ API server or the `prometheus` binary is unavailable.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +15,8 @@ import aiohttp
 import pytest
 import yaml
 from kubernetes_asyncio import client, config
+
+from canaryd.sandbox import testing
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "canaryd" / "data" / "crds"
 T = TypeVar("T")
@@ -72,23 +72,15 @@ async def install_crds(api: client.ApiClient, *filenames: str) -> None:
         await eventually(served, timeout=5)
 
 
+
 async def eventually(
     probe: Callable[[], Awaitable[T]], *, timeout: float, interval: float = 0.1
 ) -> T:
-    """The first result of `probe` that neither raises nor is falsy, within `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            result = await probe()
-            if result:
-                return result
-        except (AssertionError, client.ApiException, aiohttp.ClientError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last error: {last!r})")
-        await asyncio.sleep(interval)
-
+    """The shared helper, tolerating API and HTTP errors while the mesh settles."""
+    return await testing.eventually(
+        probe, timeout=timeout, every=interval,
+        tolerate=(AssertionError, client.ApiException, aiohttp.ClientError),
+    )
 
 @pytest.fixture
 def prometheus_binary() -> str:

@@ -4,11 +4,10 @@ canaryd against a sandbox, and deadline-bounded waits (never a bare sleep)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import yaml
@@ -16,6 +15,7 @@ from kubernetes_asyncio import client
 
 from canaryd.daemon import Daemon, DaemonOptions
 from canaryd.sandbox.runner import Sandbox
+from canaryd.sandbox.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "canaryd.yaml"
@@ -23,7 +23,6 @@ EXAMPLES = ROOT / "config" / "examples"
 NS = "demo"
 TERMINAL = {"Succeeded", "RolledBack", "Failed", "Aborted"}
 ROLLOUTS = ("canaryd.io", "v1alpha1", "rollouts")
-T = TypeVar("T")
 
 
 class Objects:
@@ -58,21 +57,6 @@ class Objects:
             _content_type="application/merge-patch+json",
         )
         return obj
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, timeout: float, what: str, every: float = 0.25
-) -> T:
-    """The first truthy result of `probe`; fails naming `what` (and the last result) at the
-    deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
-        await asyncio.sleep(every)
 
 
 def example_rollout(filename: str, **spec_changes: Any) -> dict[str, Any]:

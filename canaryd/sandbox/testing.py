@@ -1,0 +1,40 @@
+"""Helpers for tests against the sandbox, shipped with the package (like structlog.testing).
+
+Tests wait on conditions, never on a hope: `eventually` polls a probe until it holds and
+fails with what it was waiting for, and the last thing it saw, at the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float,  # noqa: ASYNC109 (the deadline is the point of this helper)
+    what: str = "the condition",
+    every: float = 0.1,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> T:
+    """The first truthy result of `probe`. Exceptions listed in `tolerate` count as "not
+    yet"; at the deadline, AssertionError names `what` and the last result or error."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = await probe()
+        except tolerate as exc:
+            result, last = None, exc
+        else:
+            last = result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
+        await asyncio.sleep(every)
