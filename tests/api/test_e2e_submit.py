@@ -109,3 +109,20 @@ async def test_a_faulty_canary_is_rolled_back_and_submit_exits_1(
     assert code == 1, out + err
     assert "check istio-success-rate" in out and "-> Fail" in out
     assert "verdict: RolledBack" in out.strip().splitlines()[-1]
+
+
+async def test_a_blue_green_rollout_works_unchanged_through_submit(
+    serve: str, tmp_path: Path,
+) -> None:
+    body = yaml.safe_load((EXAMPLE.parent / "bluegreen.yaml").read_text())
+    body["spec"]["analysis"] = {"profile": "sandbox", "interval": "3s"}
+    body["spec"]["blueGreen"].update(postPromotion="3s", scaleDownDelay="1s")
+    path = tmp_path / "bluegreen.yaml"
+    path.write_text(yaml.safe_dump(body))
+    code, out, err = await submit_wait(serve, path)
+    print(out)
+    assert code == 0, out + err
+    assert "[canary 0% / stable 100%]" in out, "green checked behind the preview first"
+    assert "[canary 100% / stable 0%]" in out, "then the active service switched"
+    assert "scaled to zero" in out
+    assert "verdict: Succeeded" in out.strip().splitlines()[-1]
