@@ -58,13 +58,26 @@ class PrometheusClient:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
-        self._conn = PrometheusConnect(
-            url=self.url, disable_ssl=True, retry=Retry(total=0), timeout=timeout
-        )
+        self._conn = self._connect()
         self.queries = 0
         self.errors = 0
         self.seconds = 0.0
         self.observe = observe
+
+    def _connect(self) -> PrometheusConnect:
+        return PrometheusConnect(
+            url=self.url, disable_ssl=True, retry=Retry(total=0), timeout=self.timeout
+        )
+
+    def reconfigure(self, url: str, *, timeout: float, retries: int) -> bool:
+        """Follow a config reload: a new URL or timeout applies from the next query on."""
+        url = url.rstrip("/")
+        if (url, timeout, retries) == (self.url, self.timeout, self.retries):
+            return False
+        self.url, self.timeout, self.retries = url, timeout, retries
+        self._conn = self._connect()
+        log.info("prometheus client reconfigured", url=url, timeout=timeout, retries=retries)
+        return True
 
     def _query_sync(self, query: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._conn.custom_query(

@@ -209,6 +209,8 @@ class Controller:
 
     async def round(self) -> None:
         settings = self.settings()
+        prom = settings.prometheus
+        self.prometheus.reconfigure(prom.url, timeout=prom.timeout, retries=prom.retries)
         mono = time.monotonic()
         now = self.clock()
         due = [k for k, obj in self.cache.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import config
@@ -29,9 +30,11 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
-async def start_daemon(sb: Sandbox) -> tuple[Daemon, asyncio.Task[None]]:
+async def start_daemon(
+    sb: Sandbox, config: Path = CONFIG
+) -> tuple[Daemon, asyncio.Task[None]]:
     daemon = Daemon(DaemonOptions(
-        config=CONFIG, kubeconfig=str(sb.kubeconfig), host="127.0.0.1", port=0,
+        config=config, kubeconfig=str(sb.kubeconfig), host="127.0.0.1", port=0,
         prometheus_url=sb.prometheus_url, identity="e2e",
     ))
     task = asyncio.create_task(daemon.run(embedded=True))
