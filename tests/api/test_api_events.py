@@ -14,6 +14,7 @@ from canaryd.api import stream
 from canaryd.client.follow import Event, follow
 from canaryd.client.http import CanarydClient
 from canaryd.client.sse import Decoder, Message
+from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served
 from tests.api.support import (
     GROUP,
@@ -23,7 +24,6 @@ from tests.api.support import (
     CuttableProxy,
     StatusWriter,
     auth,
-    eventually,
     manifest,
 )
 

@@ -12,8 +12,9 @@ import yaml
 from kubernetes_asyncio import client
 
 from canaryd.api.admission import IDEMPOTENCY_ANNOTATION
+from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served
-from tests.api.support import GROUP, PLURAL, VERSION, StatusWriter, auth, eventually, manifest
+from tests.api.support import GROUP, PLURAL, VERSION, StatusWriter, auth, manifest
 
 BASE = "/api/v1/rollouts"
 

@@ -12,8 +12,9 @@ from kubernetes_asyncio import client
 
 from canaryd.cli import main
 from canaryd.client import manifest as manifests
+from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served
-from tests.api.support import TOKENS, StatusWriter, eventually, manifest
+from tests.api.support import TOKENS, StatusWriter, manifest
 
 
 async def canaryd(served: Served | None, *argv: str, role: str = "admin") -> int:

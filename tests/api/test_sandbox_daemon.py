@@ -12,7 +12,8 @@ import yaml
 
 from canaryd.api.sandbox_daemon import run_daemon_for_sandbox
 from canaryd.sandbox.runner import Sandbox
-from tests.api.support import EXAMPLE, eventually
+from canaryd.sandbox.testing import eventually
+from tests.api.support import EXAMPLE
 
 pytestmark = pytest.mark.prometheus
 
