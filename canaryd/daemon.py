@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import signal
 import socket
@@ -32,11 +31,11 @@ from kubernetes_asyncio import client
 
 from canaryd.adapters.kube import make_api_client
 from canaryd.adapters.prometheus import PrometheusClient
-from canaryd.config import ConfigError, Settings, load_settings
+from canaryd.config import Settings
 from canaryd.runtime.controller import Controller
 from canaryd.runtime.leader import LeaderElector, LeaseRef, LeaseTiming
 from canaryd.runtime.metrics import DaemonMetrics
-from canaryd.runtime.settings import SettingsHolder, diff_summary
+from canaryd.runtime.settings import SettingsHolder
 
 log = structlog.get_logger("canaryd.daemon")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -72,42 +71,15 @@ class PinnedSettings(SettingsHolder):
     """Settings that follow the file, with command-line overrides kept across reloads."""
 
     def __init__(self, path: Path | None, *, prometheus_url: str | None = None) -> None:
-        self.prometheus_url = prometheus_url
+        self.prometheus_url = prometheus_url  # set before the base class loads the file
         super().__init__(path)
-        self.current = self.pin(self.current)
 
-    def pin(self, settings: Settings) -> Settings:
+    def adjust(self, settings: Settings) -> Settings:
         if not self.prometheus_url:
             return settings
         return settings.model_copy(update={
             "prometheus": settings.prometheus.model_copy(update={"url": self.prometheus_url})
         })
-
-    def check(self) -> bool:
-        """Reload if the file changed: True when new settings took effect."""
-        if self.path is None:
-            return False
-        try:
-            data = self.path.read_bytes()
-        except OSError:
-            return False
-        digest = hashlib.sha256(data).hexdigest()
-        if digest == self._digest:
-            return False
-        self._digest = digest
-        try:
-            new = self.pin(load_settings(self.path))
-        except (ConfigError, OSError) as exc:
-            self.rejected += 1
-            self.last_error = str(exc)
-            log.error("config change rejected; previous config stays in force", error=str(exc))
-            return False
-        changes = diff_summary(self.current, new)
-        self.current = new
-        self.reloads += 1
-        self.last_error = None
-        log.info("config reloaded", changes=len(changes), summary=changes[:20])
-        return True
 
 
 class Daemon:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -99,14 +99,22 @@ class RolloutStore:
     ) -> dict[str, Any]:
         """Replace .status, only if the object is still at `resource_version`."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        return await self._fenced(
+            f"write status {ref}",
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
+                _content_type=MERGE, _request_timeout=TIMEOUT,
+            ),
+            ref,
+        )
+
+    @staticmethod
+    async def _fenced(
+        what: str, call: Callable[[], Awaitable[dict[str, Any]]], ref: ObjectRef
+    ) -> dict[str, Any]:
+        """A write carrying a resourceVersion precondition: 409 becomes Conflict."""
         try:
-            result: dict[str, Any] = await kube_call(
-                f"write status {ref}",
-                lambda: self.custom.patch_namespaced_custom_object_status(
-                    model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
-                    _content_type=MERGE, _request_timeout=TIMEOUT,
-                ),
-            )
+            result: dict[str, Any] = await kube_call(what, call)
         except ApiException as exc:
             if exc.status == 409:
                 raise Conflict(str(ref)) from None
@@ -120,19 +128,14 @@ class RolloutStore:
                 "annotations": {model.ACTION_ANNOTATION: None},
             }
         }
-        try:
-            result: dict[str, Any] = await kube_call(
-                f"clear action {ref}",
-                lambda: self.custom.patch_namespaced_custom_object(
-                    model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
-                    _content_type=MERGE, _request_timeout=TIMEOUT,
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(str(ref)) from None
-            raise
-        return result
+        return await self._fenced(
+            f"clear action {ref}",
+            lambda: self.custom.patch_namespaced_custom_object(
+                model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
+                _content_type=MERGE, _request_timeout=TIMEOUT,
+            ),
+            ref,
+        )
 
     async def emit_event(
         self, rollout: dict[str, Any], *, reason: str, message: str, warning: bool = False,

@@ -49,13 +49,17 @@ def diff_summary(old: Settings, new: Settings) -> list[str]:
 class SettingsHolder:
     def __init__(self, path: str | Path | None, initial: Settings | None = None) -> None:
         self.path = Path(path) if path is not None else None
-        self.current = initial if initial is not None else (
+        self.current = self.adjust(initial if initial is not None else (
             load_settings(self.path) if self.path is not None else Settings()
-        )
+        ))
         self._digest = self._read_digest()
         self.reloads = 0
         self.rejected = 0
         self.last_error: str | None = None
+
+    def adjust(self, settings: Settings) -> Settings:
+        """Applied to every loaded config (subclasses keep command-line overrides here)."""
+        return settings
 
     def __call__(self) -> Settings:
         return self.current
@@ -76,7 +80,7 @@ class SettingsHolder:
             return False
         self._digest = digest
         try:
-            new = load_settings(self.path)
+            new = self.adjust(load_settings(self.path))
         except (ConfigError, OSError) as exc:
             self.rejected += 1
             self.last_error = str(exc)
