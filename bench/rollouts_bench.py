@@ -167,7 +167,9 @@ async def main(n: int, seconds: int) -> None:
         mine = await scrape(f"{daemon_url}/metrics", (
             "canaryd_analysis_rounds_total", "canaryd_prometheus_queries_total",
             "canaryd_analysed_rollouts_total", "canaryd_reconcile_seconds_sum",
-            "canaryd_reconcile_seconds_count", "canaryd_prometheus_query_seconds_sum"))
+            "canaryd_reconcile_seconds_count", "canaryd_prometheus_query_seconds_sum",
+            "canaryd_prometheus_query_seconds_count", "canaryd_kube_request_seconds_sum",
+            "canaryd_kube_request_seconds_count"))
         listed = await custom.list_namespaced_custom_object("canaryd.io", "v1alpha1", NS,
                                                             "rollouts")
         phases: dict[str, int] = {}
@@ -191,6 +193,13 @@ async def main(n: int, seconds: int) -> None:
         rounds_all = mine.get("canaryd_reconcile_seconds_count", 0)
         print(f"reconcile rounds: {rounds_all:.0f}, mean duration "
               f"{mine.get('canaryd_reconcile_seconds_sum', 0) / max(rounds_all, 1):.3f}s")
+        prom_n = max(mine.get("canaryd_prometheus_query_seconds_count", 0), 1)
+        kube_n = max(mine.get("canaryd_kube_request_seconds_count", 0), 1)
+        prom_mean = mine.get("canaryd_prometheus_query_seconds_sum", 0) / prom_n
+        kube_mean = mine.get("canaryd_kube_request_seconds_sum", 0) / kube_n
+        print(f"prometheus query mean {prom_mean:.3f}s; kube call mean {kube_mean:.4f}s "
+              f"over {kube_n:.0f} calls (the sandbox API server shares one process with "
+              "the mesh and this script)")
         print(f"daemon peak RSS: {peak_rss_mib(daemon.pid):.0f} MiB")
         daemon.terminate()
         daemon.wait(timeout=30)
