@@ -76,14 +76,24 @@ class MetricTemplate(Model):
         return self.labels is not None
 
 
+class Sequential(Model):
+    """Anytime-valid test of the canary's share of errors against its share of traffic
+    (canaryd.core.sequential); the template must count errors per workload."""
+
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
+    prior_strength: Annotated[float, Field(gt=0, le=10000)] = 10.0
+
+
 class Check(Threshold):
     metric: Label
     params: dict[Label, str] = Field(default_factory=dict)
+    sequential: Sequential | None = None
 
     @model_validator(mode="after")
     def _has_threshold(self) -> Check:
-        if self.min is None and self.max is None and self.max_ratio_to_stable is None:
-            raise ValueError("a check needs min, max or maxRatioToStable")
+        if (self.min is None and self.max is None and self.max_ratio_to_stable is None
+                and self.sequential is None):
+            raise ValueError("a check needs min, max, maxRatioToStable or sequential")
         return self
 
 
@@ -172,6 +182,10 @@ def _cross_check(settings: Settings) -> list[tuple[str, str]]:
             if check.max_ratio_to_stable is not None and not template.groupable:
                 errors.append(
                     (f"{where}.maxRatioToStable", "needs a template with {{ target }} and labels")
+                )
+            if check.sequential is not None and not template.groupable:
+                errors.append(
+                    (f"{where}.sequential", "needs a template with {{ target }} and labels")
                 )
     return errors
 

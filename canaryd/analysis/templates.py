@@ -60,6 +60,26 @@ def builtin_metrics() -> dict[str, dict[str, object]]:
             "unit": "%",
         },
     }
+    # Error counts per workload over the interval: for `sequential` checks, which compare
+    # the canary's share of errors with its share of traffic.
+    metrics["istio-error-count"] = {
+        "description": "5xx responses served by the workload in the interval (Istio)",
+        "query": (
+            f'{_ISTIO_BY} (increase(istio_requests_total{{{_ISTIO_SEL}, response_code=~"5.."}}'
+            f"{_INTERVAL}))"
+        ),
+        "requests": _ISTIO_REQUESTS,
+        "labels": ISTIO_LABELS,
+    }
+    metrics["linkerd-error-count"] = {
+        "description": "failed responses in the interval (Linkerd classification)",
+        "query": (
+            f'{_LINKERD_BY} (increase(response_total{{{_LINKERD_SEL}, classification="failure"}}'
+            f"{_INTERVAL}))"
+        ),
+        "requests": _LINKERD_REQUESTS,
+        "labels": LINKERD_LABELS,
+    }
     for name, q in (("p50", "0.5"), ("p90", "0.9"), ("p99", "0.99")):
         metrics[f"istio-latency-{name}"] = {
             "description": f"{name} request latency in milliseconds (Istio histogram)",

@@ -316,6 +316,12 @@ class CheckResult(Model):
     value: float | None = None
     stable_value: float | None = None
     requests: float | None = None
+    errors: float | None = Field(
+        default=None, description="sequential checks: canary errors so far in this step"
+    )
+    stable_errors: float | None = Field(
+        default=None, description="sequential checks: stable errors so far in this step"
+    )
     threshold: str
     verdict: Verdict
     reason: str

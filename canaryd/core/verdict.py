@@ -7,11 +7,12 @@ every outcome keeps its value, threshold, query and reason, so nothing is decide
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from canaryd.config import Check
+from canaryd.core import sequential
 from canaryd.core.model import CheckResult, Verdict
 
 
@@ -23,6 +24,10 @@ class Measurement:
     stable_value: float | None = None
     requests: float | None = None
     error: str | None = None
+    # Sequential checks: the canary's traffic share in this step, and the error counts
+    # (canary, stable) already seen in this step before this interval.
+    canary_share: float | None = None
+    prior: tuple[float, float] = (0.0, 0.0)
 
 
 def describe_threshold(check: Check) -> str:
@@ -33,7 +38,13 @@ def describe_threshold(check: Check) -> str:
         parts.append(f"<= {check.max:g}")
     if check.max_ratio_to_stable is not None:
         parts.append(f"<= {check.max_ratio_to_stable:g} x stable")
+    if check.sequential is not None:
+        parts.append(f"e-value < {1 / check.sequential.alpha:g} (errors vs traffic share)")
     return " and ".join(parts)
+
+
+def _count(value: float | None) -> float:
+    return value if value is not None and math.isfinite(value) else 0.0
 
 
 def _finite(value: float | None) -> bool:
@@ -43,13 +54,15 @@ def _finite(value: float | None) -> bool:
 def judge(
     check: Check, m: Measurement, *, min_requests: int, now: datetime, step: int
 ) -> CheckResult:
-    def result(verdict: Verdict, reason: str) -> CheckResult:
+    def result(verdict: Verdict, reason: str, **extra: float) -> CheckResult:
+        value = extra.pop("value", m.value)
         return CheckResult(
             metric=check.metric,
             query=m.query,
-            value=m.value if _finite(m.value) else None,
+            value=value if _finite(value) else None,
             stable_value=m.stable_value if _finite(m.stable_value) else None,
             requests=m.requests,
+            **extra,
             threshold=describe_threshold(check),
             verdict=verdict,
             reason=reason,
@@ -64,6 +77,8 @@ def judge(
             Verdict.INCONCLUSIVE,
             f"too few requests: {m.requests:.0f} < {min_requests} (canary idle or starved)",
         )
+    if check.sequential is not None:
+        return _sequential(check, m, result)
     if m.value is None:
         return result(Verdict.INCONCLUSIVE, "no data")
     if math.isnan(m.value):
@@ -82,6 +97,28 @@ def judge(
                 f"{value:.4g} is more than {ratio:g} x stable ({m.stable_value:.4g})",
             )
     return result(Verdict.PASS, f"{value:.4g} within {describe_threshold(check)}")
+
+
+def _sequential(
+    check: Check, m: Measurement, result: Callable[..., CheckResult]
+) -> CheckResult:
+    assert check.sequential is not None
+    share = m.canary_share
+    if share is None or not 0 < share < 1:
+        return result(Verdict.INCONCLUSIVE,
+                      "the sequential test needs both versions on live traffic")
+    # A missing error series means no errors yet; NaN never comes from increase() sums.
+    canary = m.prior[0] + _count(m.value)
+    stable = m.prior[1] + _count(m.stable_value)
+    test = sequential.judge_errors(canary, stable, share, alpha=check.sequential.alpha,
+                                   k=check.sequential.prior_strength)
+    counts = {"errors": canary, "stable_errors": stable}
+    split = f"canary {canary:.0f} of {canary + stable:.0f} errors on {share:.0%} of traffic"
+    if test.rejected:
+        return result(Verdict.FAIL, f"{split}: e-value {test.e_value:.3g} >= "
+                      f"{1 / check.sequential.alpha:g}", value=test.e_value, **counts)
+    return result(Verdict.PASS, f"{split}: e-value {test.e_value:.3g}",
+                  value=test.e_value, **counts)
 
 
 def overall(results: Sequence[CheckResult]) -> Verdict:

@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from canaryd.adapters.prometheus import PrometheusClient, QueryError, Sample
@@ -33,6 +33,8 @@ class Job:
     canary: str
     analysis: EffectiveAnalysis
     step: int
+    canary_share: float | None = None  # current traffic share of the canary (0..1)
+    prior: dict[str, tuple[float, float]] = field(default_factory=dict)  # sequential counts
 
 
 @dataclass
@@ -90,7 +92,7 @@ class Analyzer:
             for check in job.analysis.checks:
                 template = settings.metric(check.metric)
                 keys = {(job.namespace, job.canary)}
-                if check.max_ratio_to_stable is not None:
+                if check.max_ratio_to_stable is not None or check.sequential is not None:
                     keys.add((job.namespace, job.stable))
                 queries: dict[str, str] = {}
                 if template.labels is not None:
@@ -154,9 +156,14 @@ class Analyzer:
                 metric=check.metric,
                 query=query,
                 value=values.get(canary_key),
-                stable_value=values.get(stable_key) if check.max_ratio_to_stable else None,
+                stable_value=(
+                    values.get(stable_key)
+                    if check.max_ratio_to_stable or check.sequential else None
+                ),
                 requests=requests,
                 error=error,
+                canary_share=job.canary_share,
+                prior=job.prior.get(check.metric, (0.0, 0.0)),
             )
             results[job.rollout].append(
                 judge(check, measurement, min_requests=job.analysis.min_requests, now=now,

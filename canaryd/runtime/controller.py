@@ -52,6 +52,16 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid rollout: " + "; ".join(parts)
 
 
+def _sequential_counts(status: RolloutStatus) -> dict[str, tuple[float, float]]:
+    """Error counts sequential checks have accumulated in the current step (from status, so
+    they survive restarts and leader changes)."""
+    out: dict[str, tuple[float, float]] = {}
+    for check in status.checks:  # oldest first: the latest per metric wins
+        if check.step == status.step_index and check.errors is not None:
+            out[check.metric] = (check.errors, check.stable_errors or 0.0)
+    return out
+
+
 @dataclass
 class _Work:
     key: str
@@ -236,9 +246,12 @@ class Controller:
         for w in works:
             if w.spec is not None and machine.analysis_due(w.ctx, w.status, now):
                 assert w.ctx.analysis is not None
+                weights = w.status.weights
                 jobs.append(Job(rollout=w.key, namespace=w.raw["metadata"]["namespace"],
                                 stable=w.spec.workloads.stable, canary=w.spec.workloads.canary,
-                                analysis=w.ctx.analysis, step=w.status.step_index))
+                                analysis=w.ctx.analysis, step=w.status.step_index,
+                                canary_share=weights.canary / 100 if weights else None,
+                                prior=_sequential_counts(w.status)))
         if jobs:
             analyzer = Analyzer(prometheus=self.prometheus, settings=settings)
             results = await analyzer.run(jobs, now)
