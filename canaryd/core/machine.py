@@ -405,6 +405,13 @@ def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
     """Promoting / RollingBack: done once the router reads back the recorded weights (and,
     for blue-green with scale-down, once blue is observed at zero replicas)."""
     want = b.status.weights
+    if obs.router_error is not None:
+        # Keep trying, and say why in status (kubectl get shows it) rather than wait silently.
+        stuck = f"cannot verify traffic yet, retrying: {obs.router_error}"
+        if b.status.reason != stuck:
+            b.update(reason=stuck)
+        b.wake_in(1.0)
+        return
     if obs.weights is not None and want is not None and obs.weights == want:
         if b.status.phase is P.PROMOTING and ctx.scale_down is not None:
             deployment, delay = ctx.scale_down

@@ -263,3 +263,16 @@ def test_overrides_may_only_tighten_thresholds() -> None:
     with pytest.raises(PlanError, match="unknown profile"):
         resolve_analysis(SETTINGS, spec.model_copy(
             update={"analysis": spec.analysis.model_validate({"profile": "nope"})}))
+
+
+def test_a_rollback_that_cannot_reach_the_router_keeps_trying_and_says_why() -> None:
+    d = Driver(make_spec())
+    d.tick(canary=READY)
+    d.tick(1, action="abort")
+    assert d.status.phase is Phase.ROLLING_BACK
+    decision = d.tick(1, weights=None, router_error="virtualservice demo/podinfo not found")
+    assert d.status.phase is Phase.ROLLING_BACK
+    assert "cannot verify traffic yet" in d.status.reason and "not found" in d.status.reason
+    assert decision.requeue_after == pytest.approx(1.0)
+    d.tick(1)
+    assert d.status.phase is Phase.ABORTED
