@@ -6,7 +6,7 @@ only the entries canaryd manages, and reads back what it wrote.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from kubernetes_asyncio import client
 
@@ -25,6 +25,19 @@ class Router(Protocol):
     async def write(self, weights: Weights) -> Weights:
         """Set the weights with a precise patch, read them back, return what was read."""
         ...
+
+
+def weight_op(entry: dict[str, Any], path: str, weight: int) -> dict[str, Any]:
+    """The JSON Patch op that sets `entry`'s weight at `path` (add it where it was implied)."""
+    return {"op": "replace" if "weight" in entry else "add", "path": path, "value": weight}
+
+
+async def read_back(router: Router, name: str, weights: Weights) -> Weights:
+    """Every write ends here: read the routing object again and insist on what was written."""
+    seen = await router.read()
+    if seen != weights:
+        raise RouterError(f"{name}: wrote {weights} but read back {seen}")
+    return seen
 
 
 def make_router(api: client.ApiClient, namespace: str, spec: RolloutSpec) -> Router:

@@ -26,7 +26,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
 from canaryd.adapters.retry import kube_call
-from canaryd.adapters.routers import RouterError
+from canaryd.adapters.routers import RouterError, read_back, weight_op
 from canaryd.core.model import BackendRef, Weights
 from canaryd.core.model import GatewayApiRouter as GatewayApiSpec
 
@@ -201,8 +201,7 @@ class GatewayApiRouter:
                 for key, value in ref.items()
                 if key != "weight"
             )
-            op = "replace" if "weight" in ref else "add"
-            ops.append({"op": op, "path": f"{path}/weight", "value": weight})
+            ops.append(weight_op(ref, f"{path}/weight", weight))
         await self._call(
             "patch",
             lambda: self.custom.patch_namespaced_custom_object(
@@ -210,7 +209,4 @@ class GatewayApiRouter:
                 _content_type=JSON_PATCH, _request_timeout=TIMEOUT,
             ),
         )
-        seen = await self.read()
-        if seen != weights:
-            raise RouterError(f"{self.name}: wrote {weights} but read back {seen}")
-        return seen
+        return await read_back(self, self.name, weights)

@@ -15,7 +15,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
 from canaryd.adapters.retry import kube_call
-from canaryd.adapters.routers import RouterError
+from canaryd.adapters.routers import RouterError, read_back, weight_op
 from canaryd.core.model import Destination, Weights
 from canaryd.core.model import IstioRouter as IstioSpec
 
@@ -108,8 +108,7 @@ class IstioRouter:
             base = f"/spec/http/{route}/route/{index}"
             ops.append({"op": "test", "path": f"{base}/destination",
                         "value": entries[index]["destination"]})
-            op = "replace" if "weight" in entries[index] else "add"
-            ops.append({"op": op, "path": f"{base}/weight", "value": weight})
+            ops.append(weight_op(entries[index], f"{base}/weight", weight))
         await kube_call(
             f"patch {self.name}",
             lambda: self.custom.patch_namespaced_custom_object(
@@ -117,7 +116,4 @@ class IstioRouter:
                 _content_type=JSON_PATCH, _request_timeout=TIMEOUT,
             ),
         )
-        seen = await self.read()
-        if seen != weights:
-            raise RouterError(f"{self.name}: wrote {weights} but read back {seen}")
-        return seen
+        return await read_back(self, self.name, weights)

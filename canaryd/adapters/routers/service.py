@@ -13,7 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
 from canaryd.adapters.retry import kube_call, kube_json
-from canaryd.adapters.routers import RouterError
+from canaryd.adapters.routers import RouterError, read_back
 from canaryd.core.model import ServiceSelectorRouter as SelectorSpec
 from canaryd.core.model import Weights
 
@@ -88,7 +88,5 @@ class ServiceSelectorRouter:
         active = await self._selector(self.spec.active_service)
         target = self.spec.green if weights.canary == 100 else self.spec.blue
         await self._point(self.spec.active_service, active[key], target)
-        seen = await self.read()
-        if seen != weights:
-            raise RouterError(f"service {self.spec.active_service}: wrote {weights}, read {seen}")
-        return seen
+        name = f"service {self.namespace}/{self.spec.active_service}"
+        return await read_back(self, name, weights)

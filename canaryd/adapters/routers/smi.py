@@ -23,7 +23,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
 from canaryd.adapters.retry import kube_call
-from canaryd.adapters.routers import RouterError
+from canaryd.adapters.routers import RouterError, read_back, weight_op
 from canaryd.core.model import SmiRouter as SmiSpec
 from canaryd.core.model import Weights
 
@@ -122,8 +122,7 @@ class SmiRouter:
             path = f"/spec/backends/{index}"
             ops.append({"op": "test", "path": f"{path}/service",
                         "value": backends[index]["service"]})
-            op = "replace" if "weight" in backends[index] else "add"
-            ops.append({"op": op, "path": f"{path}/weight", "value": weight})
+            ops.append(weight_op(backends[index], f"{path}/weight", weight))
         await self._call(
             "patch",
             lambda: self.custom.patch_namespaced_custom_object(
@@ -131,7 +130,4 @@ class SmiRouter:
                 _content_type=JSON_PATCH, _request_timeout=TIMEOUT,
             ),
         )
-        seen = await self.read()
-        if seen != weights:
-            raise RouterError(f"{self.name}: wrote {weights} but read back {seen}")
-        return seen
+        return await read_back(self, self.name, weights)
