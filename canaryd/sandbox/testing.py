@@ -7,9 +7,16 @@ fails with what it was waiting for, and the last thing it saw, at the deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from kubernetes_asyncio import client, config
+
+if TYPE_CHECKING:
+    from canaryd.sandbox.apiserver import ApiServer
 
 T = TypeVar("T")
 
@@ -38,3 +45,16 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
         await asyncio.sleep(every)
+
+
+@contextlib.asynccontextmanager
+async def kube_client(server: ApiServer, directory: Path) -> AsyncIterator[client.ApiClient]:
+    """A kubernetes_asyncio client of `server`, through a kubeconfig written in `directory`:
+    the same path kubectl and canaryd take."""
+    path = directory / "kubeconfig"
+    server.write_kubeconfig(path)
+    api = await config.new_client_from_config(config_file=str(path))
+    try:
+        yield api
+    finally:
+        await api.close()

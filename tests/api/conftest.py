@@ -16,12 +16,13 @@ import aiohttp
 import pytest
 import structlog
 from aiohttp import web
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from canaryd.api.context import STATE, ApiState
 from canaryd.daemon import Daemon, DaemonOptions
 from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.runner import install_crds
+from canaryd.sandbox.testing import kube_client
 from tests.api.support import CONFIG, ROLLOUT_CRD, tokens_yaml
 
 
@@ -48,15 +49,10 @@ async def apiserver() -> AsyncIterator[ApiServer]:
 
 @pytest.fixture
 async def kube(apiserver: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
-    path = tmp_path / "kubeconfig"
-    apiserver.write_kubeconfig(path)
-    api = await config.new_client_from_config(config_file=str(path))
-    await install_crds(api, [ROLLOUT_CRD])
-    await client.CoreV1Api(api).create_namespace({"metadata": {"name": "demo"}})
-    try:
+    async with kube_client(apiserver, tmp_path) as api:
+        await install_crds(api, [ROLLOUT_CRD])
+        await client.CoreV1Api(api).create_namespace({"metadata": {"name": "demo"}})
         yield api
-    finally:
-        await api.close()
 
 
 @pytest.fixture

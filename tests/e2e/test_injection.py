@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.runner import install_crds
+from canaryd.sandbox.testing import kube_client
 from tests.e2e.support import GROUP, PLURAL, VERSION, rollout_manifest
 
 INJECTION = 'x"} or vector(1) #'
@@ -21,16 +22,10 @@ INJECTION = 'x"} or vector(1) #'
 
 @pytest.fixture
 async def kube(tmp_path: Path) -> AsyncIterator[tuple[client.ApiClient, Path]]:
-    async with ApiServer() as server:
-        kubeconfig = tmp_path / "kubeconfig"
-        server.write_kubeconfig(kubeconfig)
-        api = await config.new_client_from_config(config_file=str(kubeconfig))
+    async with ApiServer() as server, kube_client(server, tmp_path) as api:
         await install_crds(api)
         await client.CoreV1Api(api).create_namespace({"metadata": {"name": "demo"}})
-        try:
-            yield api, kubeconfig
-        finally:
-            await api.close()
+        yield api, tmp_path / "kubeconfig"
 
 
 async def test_injection_in_target_is_refused_by_the_api(

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.routers import RouterError
@@ -17,6 +17,7 @@ from canaryd.core.model import IstioRouter as IstioSpec
 from canaryd.core.model import Weights
 from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.runner import install_crds
+from canaryd.sandbox.testing import kube_client
 
 VS: dict[str, Any] = {
     "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
@@ -41,16 +42,11 @@ SPEC = IstioSpec.model_validate({"virtualService": "web", "route": "primary",
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[client.ApiClient]:
-    async with ApiServer() as server:
-        server.write_kubeconfig(tmp_path / "kubeconfig")
-        api = await config.new_client_from_config(config_file=str(tmp_path / "kubeconfig"))
+    async with ApiServer() as server, kube_client(server, tmp_path) as api:
         await install_crds(api)
         await client.CustomObjectsApi(api).create_namespaced_custom_object(
             "networking.istio.io", "v1", "default", "virtualservices", copy.deepcopy(VS))
-        try:
-            yield api
-        finally:
-            await api.close()
+        yield api
 
 
 async def get_vs(api: client.ApiClient) -> dict[str, Any]:

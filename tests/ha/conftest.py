@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client, config
 
-from canaryd.sandbox.runner import Sandbox
+from canaryd.sandbox import example_app
+from canaryd.sandbox.apiserver import ApiServer
+from canaryd.sandbox.runner import Sandbox, install_crds
+from canaryd.sandbox.testing import kube_client
 from tests.ha.cluster import Cluster, LeaseWatch, Rollouts
 
 
@@ -35,6 +38,15 @@ async def ha(tmp_path: Path) -> AsyncIterator[HA]:
         finally:
             await cluster.close()
             await api.close()
+
+
+@pytest.fixture
+async def api(server: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
+    """A client of the test module's own `server`, with the CRDs and the example app."""
+    async with kube_client(server, tmp_path) as c:
+        await install_crds(c)
+        await example_app.apply_example_app(c)
+        yield c
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:

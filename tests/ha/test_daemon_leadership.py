@@ -11,13 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from canaryd.daemon import Daemon, DaemonOptions
 from canaryd.runtime.leader import LeaseTiming
-from canaryd.sandbox import example_app
 from canaryd.sandbox.apiserver import ApiServer
-from canaryd.sandbox.runner import install_crds
 from tests.ha.cluster import (
     CONFIG,
     FAST_LEASE,
@@ -39,19 +37,6 @@ async def server() -> AsyncIterator[ApiServer]:
         yield srv
     finally:
         await srv.stop()
-
-
-@pytest.fixture
-async def api(server: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
-    path = tmp_path / "kubeconfig"
-    server.write_kubeconfig(path)
-    c = await config.new_client_from_config(config_file=str(path))
-    await install_crds(c)
-    await example_app.apply_example_app(c)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 class Replica:

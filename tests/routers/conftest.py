@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.runner import crd_paths, install_crds
+from canaryd.sandbox.testing import kube_client
 from tests.routers.support import NS
 
 
@@ -29,10 +30,7 @@ async def apiserver() -> AsyncIterator[ApiServer]:
 @pytest.fixture
 async def bare_api(apiserver: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
     """A client of an API server that serves no traffic CRDs yet."""
-    kubeconfig = tmp_path / "kubeconfig"
-    apiserver.write_kubeconfig(kubeconfig)
-    api = await config.new_client_from_config(config_file=str(kubeconfig))
-    async with api:
+    async with kube_client(apiserver, tmp_path) as api:
         yield api
 
 
