@@ -59,9 +59,6 @@ class PrometheusClient:
         self.timeout = timeout
         self.retries = retries
         self._conn = self._connect()
-        self.queries = 0
-        self.errors = 0
-        self.seconds = 0.0
         self.observe = observe
 
     def _connect(self) -> PrometheusConnect:
@@ -94,7 +91,6 @@ class PrometheusClient:
                         error=str(exc)[:200])
 
         started = time.monotonic()
-        self.queries += 1
         failed = True
         try:
             async for attempt in AsyncRetrying(
@@ -110,13 +106,10 @@ class PrometheusClient:
                     )
             failed = False
         except (requests.RequestException, PrometheusApiClientException, TimeoutError) as exc:
-            self.errors += 1
             raise QueryError(f"{type(exc).__name__}: {str(exc)[:300]}") from None
         finally:
-            elapsed = time.monotonic() - started
-            self.seconds += elapsed
             if self.observe is not None:
-                self.observe(elapsed, failed)
+                self.observe(time.monotonic() - started, failed)
         out: list[Sample] = []
         for series in raw:
             try:
