@@ -145,7 +145,8 @@ async def _main(args: argparse.Namespace) -> int:
     scenarios = ["healthy", "faulty"] if args.scenario == "all" else [args.scenario]
     print("starting the sandbox: Kubernetes API emulator, simulated mesh, real Prometheus...",
           flush=True)
-    async with Sandbox(rps=200) as sandbox:
+    # Enough requests per window that 5% errors never read as a pass by noise.
+    async with Sandbox(rps=500) as sandbox:
         print(f"  kube API   {sandbox.kube_api_url}  (kubeconfig {sandbox.kubeconfig})")
         print(f"  Prometheus {sandbox.prometheus_url}")
         daemon = Daemon(DaemonOptions(

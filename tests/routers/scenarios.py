@@ -41,6 +41,8 @@ async def faulty_canary_is_rolled_back(
     h: Harness, rollout: dict[str, Any], *, apex: str, routed: Weights
 ) -> None:
     name = rollout["metadata"]["name"]
+    # Enough requests per 5 s window at 20% that 5% errors read 95 +/- 1, not +/- 3.
+    await h.annotate_service(apex, {"sandbox.canaryd.io/rps": "500"})
     await h.annotate_deployment("podinfo-canary", {"sandbox.canaryd.io/error-ratio": "0.05"})
     await h.create_rollout(rollout)
     status = await h.wait_phase(name, TERMINAL, timeout=60)

@@ -75,6 +75,7 @@ class Harness:
         self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
 
     async def create_rollout(self, body: dict[str, Any]) -> None:
         await self.custom.create_namespaced_custom_object(*ROLLOUTS[:2], NS, ROLLOUTS[2], body)
@@ -95,6 +96,11 @@ class Harness:
 
     async def annotate_deployment(self, name: str, annotations: dict[str, str]) -> None:
         await self.apps.patch_namespaced_deployment(
+            name, NS, {"metadata": {"annotations": annotations}}
+        )
+
+    async def annotate_service(self, name: str, annotations: dict[str, str]) -> None:
+        await self.core.patch_namespaced_service(
             name, NS, {"metadata": {"annotations": annotations}}
         )
 
