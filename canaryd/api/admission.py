@@ -59,7 +59,7 @@ def validate(doc: dict[str, Any], settings: Settings) -> Admitted:
     try:
         plan.resolve_analysis(settings, manifest.spec)
     except plan.PlanError as exc:
-        errors.append(problems.from_plan_error(str(exc)))
+        errors.extend(problems.from_plan_error(text) for text in exc.problems)
     if errors:
         raise problems.invalid(errors)
     namespace = manifest.metadata.namespace or DEFAULT_NAMESPACE

@@ -17,15 +17,20 @@ class ManifestError(ValueError):
 _SEGMENT = re.compile(r"^(?P<key>[^\[\]]*)(?P<idx>(\[\d+\])*)$")
 
 
-def load(path: str) -> dict[str, Any]:
+def load_all(path: str) -> list[Any]:
+    """Every non-empty document of a YAML (or JSON) file."""
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"{path}: {exc.strerror}") from None
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML or JSON: {exc}") from None
+
+
+def load(path: str) -> dict[str, Any]:
+    docs = load_all(path)
     if len(docs) != 1 or not isinstance(docs[0], dict):
         raise ManifestError(f"{path}: expected one Rollout manifest (a mapping), "
                             f"found {len(docs)} document(s)")

@@ -20,7 +20,12 @@ class EffectiveAnalysis:
 
 
 class PlanError(ValueError):
-    """The rollout asks for something the config does not allow; names the field."""
+    """The rollout asks for something the config does not allow: every such problem, each a
+    message starting with the field's path (`spec.analysis.interval: ...`)."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 def steps(spec: RolloutSpec) -> tuple[Step, ...]:
@@ -60,18 +65,19 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
     if profile is None:
         known = ", ".join(sorted(settings.profiles)) or "none"
         raise PlanError(f"spec.analysis.profile: unknown profile {name!r} (known: {known})")
+    problems: list[str] = []
     interval = ref.interval if ref.interval is not None else spec.interval
     if interval is None:
         interval = profile.interval
     if not profile.min_interval <= interval <= profile.max_interval:
-        raise PlanError(
+        problems.append(
             f"spec.analysis.interval: {interval:g}s is outside the profile's bounds "
             f"{profile.min_interval:g}s..{profile.max_interval:g}s"
         )
     by_metric = {c.metric: c for c in profile.checks}
     for metric in ref.thresholds:
         if metric not in by_metric:
-            raise PlanError(
+            problems.append(
                 f"spec.analysis.thresholds.{metric}: the profile {name!r} has no such check"
             )
     checks: list[Check] = []
@@ -84,18 +90,20 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
         updates: dict[str, float] = {}
         if override.min is not None:
             if check.min is not None and override.min < check.min:
-                raise PlanError(f"{where}.min: may only tighten the profile's min {check.min:g}")
+                problems.append(f"{where}.min: may only tighten the profile's min {check.min:g}")
             updates["min"] = override.min
         if override.max is not None:
             if check.max is not None and override.max > check.max:
-                raise PlanError(f"{where}.max: may only tighten the profile's max {check.max:g}")
+                problems.append(f"{where}.max: may only tighten the profile's max {check.max:g}")
             updates["max"] = override.max
         if override.max_ratio_to_stable is not None:
             limit = check.max_ratio_to_stable
             if limit is not None and override.max_ratio_to_stable > limit:
-                raise PlanError(f"{where}.maxRatioToStable: may only tighten {limit:g}")
+                problems.append(f"{where}.maxRatioToStable: may only tighten {limit:g}")
             updates["max_ratio_to_stable"] = override.max_ratio_to_stable
         checks.append(check.model_copy(update=updates))
+    if problems:
+        raise PlanError(*problems)
     return EffectiveAnalysis(
         profile=name,
         interval=interval,
