@@ -13,9 +13,13 @@ import yaml
 
 from canaryd.core import model
 
-# Not fields of apiextensions JSONSchemaProps (a real API server refuses them); map keys are
-# validated by the controller and the API instead.
+# Not fields of apiextensions JSONSchemaProps (a real API server refuses them).
 _DROP = {"title", "default", "propertyNames"}
+
+# Maps keyed by a validated name (pydantic's patternProperties) become additionalProperties
+# with a CEL rule on the keys: structural schemas refuse patternProperties. The bound on the
+# number of keys keeps the rule's estimated cost inside the API server's budget.
+_MAX_MAP_KEYS = 64
 
 
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
@@ -35,6 +39,17 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP:
+            continue
+        if key == "patternProperties":
+            ((pattern, item),) = value.items()
+            out["additionalProperties"] = _structural(item, defs)
+            out["maxProperties"] = _MAX_MAP_KEYS
+            out["x-kubernetes-validations"] = [
+                {
+                    "rule": f"self.all(k, k.size() <= 63 && k.matches('{pattern}'))",
+                    "message": f"keys must be DNS-1123 labels ({pattern})",
+                }
+            ]
             continue
         if key == "const":
             out["enum"] = [value]

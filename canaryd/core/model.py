@@ -211,7 +211,9 @@ class Threshold(Model):
 class AnalysisRef(Model):
     profile: Label = "default"
     thresholds: dict[Label, Threshold] = Field(
-        default_factory=dict, description="per-metric overrides, within the profile's bounds"
+        default_factory=dict,
+        max_length=64,
+        description="per-metric overrides, within the profile's bounds",
     )
     interval: Duration | None = None
 
