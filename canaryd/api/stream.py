@@ -94,8 +94,8 @@ def _transition(entry: dict[str, Any]) -> Event:
 
 
 def _check(check: dict[str, Any], index: int) -> Event:
-    keys = ("seq", "time", "step", "metric", "value", "stableValue", "requests", "threshold",
-            "verdict", "reason", "query")
+    keys = ("seq", "time", "step", "metric", "value", "unit", "stableValue", "requests",
+            "errors", "stableErrors", "canaryShare", "threshold", "verdict", "reason", "query")
     data = {k: check.get(k) for k in keys}
     data["index"] = index
     return Event("check", data, (int(check.get("seq", 0)), index))

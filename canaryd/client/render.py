@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from canaryd.client.follow import Event
+from canaryd.core import units
 
 
 def _clock(text: Any) -> str:
@@ -23,12 +25,46 @@ def _weights(w: Any) -> str:
     return f"canary {w.get('canary')}% / stable {w.get('stable')}%"
 
 
-def _number(value: Any) -> str:
-    if value is None:
-        return "no value"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+MARKS = {"Pass": "ok", "Fail": "FAIL", "Inconclusive": "inconclusive"}
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _e_value(value: float) -> str:
+    text = f"{value:.3g}"
+    return f"{value:.0f}" if "e" in text and value < 1e6 else text
+
+
+def check_line(c: Mapping[str, Any]) -> str:
+    """One check result (from status or a `check` event), saying each number once:
+    `istio-latency-p99 94 ms <= 200 ms ok`,
+    `istio-error-count e=52 (5 of 6 errors on 10% of traffic) < 100 FAIL`."""
+    unit = str(c.get("unit") or "")
+    threshold = str(c.get("threshold") or "")
+    value = _float(c.get("value"))
+    verdict = str(c.get("verdict") or "")
+    if threshold.startswith("e-value") or c.get("canaryShare") is not None:
+        canary = _float(c.get("errors"))
+        stable = _float(c.get("stableErrors")) or 0.0
+        share = _float(c.get("canaryShare"))
+        seen = ""
+        if canary is not None:
+            on = f" on {units.quantity(share * 100, '%')} of traffic" if share else ""
+            seen = f" ({canary:.0f} of {canary + stable:.0f} errors{on})"
+        body = (f"e={'?' if value is None else _e_value(value)}{seen} "
+                f"{threshold.removeprefix('e-value ')}")
+    else:
+        body = "no value" if value is None else units.quantity(value, unit)
+        stable_value = _float(c.get("stableValue"))
+        if stable_value is not None:
+            body += f" (stable {units.quantity(stable_value, unit)})"
+        body += f" {threshold}"
+    line = f"{c.get('metric')} {body} {MARKS.get(verdict, verdict)}"
+    if verdict == "Inconclusive" and c.get("reason"):
+        line += f": {c['reason']}"
+    return line
 
 
 def line(event: Event) -> str | None:
@@ -48,12 +84,7 @@ def line(event: Event) -> str | None:
         return (f"{_clock(d.get('time'))} {moved}{'  [' + weights + ']' if weights else ''}"
                 f"  {d.get('reason', '')}")
     if event.kind == "check":
-        stable = ""
-        if d.get("stableValue") is not None:
-            stable = f", stable {_number(d['stableValue'])}"
-        return (f"{_clock(d.get('time'))}   check {d.get('metric')} (step "
-                f"{int(d.get('step') or 0) + 1}): {_number(d.get('value'))} vs "
-                f"{d.get('threshold')}{stable} -> {d.get('verdict')}: {d.get('reason', '')}")
+        return f"{_clock(d.get('time'))}   [step {int(d.get('step') or 0) + 1}] {check_line(d)}"
     if event.kind == "gap":
         return f"{_clock(None)} ({d.get('missing')} earlier events are no longer kept)"
     if event.kind == "verdict":

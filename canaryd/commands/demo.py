@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from canaryd import log as logging_setup
+from canaryd.client import render
 
 SCENARIOS = ("healthy", "faulty", "latency")
 EXPECTED = {"healthy": "Succeeded", "faulty": "RolledBack", "latency": "RolledBack"}
@@ -79,12 +80,7 @@ class Printer:
                                                f"{weight:<7} {entry['reason']}"))
         for check in status.get("checks", []):
             if check.get("seq", 0) > self.checks_seen:
-                value = check.get("value")
-                shown = "no data" if value is None else f"{value:.2f}"
-                mark = {"Pass": "ok  ", "Fail": "FAIL", "Inconclusive": "??  "}[check["verdict"]]
-                lines.append((check.get("seq", 0), 0, f"  {mark} {check['metric']:<20} "
-                                                      f"{shown:>8} (want {check['threshold']}) "
-                                                      f"{check['reason']}"))
+                lines.append((check.get("seq", 0), 0, f"  {render.check_line(check)}"))
         for _, _, line in sorted(lines, key=lambda x: (x[0], x[1])):
             print(f"  [{self.name}] {line}", flush=True)
         self.seen = max([self.seen, *(h["seq"] for h in status.get("history", []))])

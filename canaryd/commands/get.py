@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from canaryd.client import cli, errors
+from canaryd.client import cli, errors, render
 
 
 def register(sub: Any) -> None:
@@ -41,8 +41,7 @@ def describe(obj: dict[str, Any]) -> list[str]:
         last = checks[-1].get("seq")
         lines.append("checks:")
         for c in (c for c in checks if c.get("seq") == last):
-            lines.append(f"  {c.get('metric')}: {c.get('value')} vs {c.get('threshold')} -> "
-                         f"{c.get('verdict')} ({c.get('reason')})")
+            lines.append(f"  {render.check_line(c)}")
     return lines
 
 

@@ -425,7 +425,7 @@ def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
                 b.actions.append(ScaleDown(deployment))
                 b.wake_in(1.0)
         elif b.status.phase is P.PROMOTING:
-            b.move(T.TRAFFIC_CONFIRMED, f"promoted: 100% of traffic on the canary ({want})")
+            b.move(T.TRAFFIC_CONFIRMED, "promoted: 100% of traffic on the canary")
         else:
             reason = b.status.rollback_reason or "rolled back"
             b.move(T.TRAFFIC_CONFIRMED, f"{reason}; traffic verified back on stable")

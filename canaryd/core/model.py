@@ -324,6 +324,10 @@ class CheckResult(Model):
     stable_errors: float | None = Field(
         default=None, description="sequential checks: stable errors so far in this step"
     )
+    canary_share: float | None = Field(
+        default=None, description="sequential checks: the canary's share of traffic (0..1)"
+    )
+    unit: str | None = Field(default=None, description="the metric template's unit")
     threshold: str
     verdict: Verdict
     reason: str

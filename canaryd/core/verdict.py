@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from canaryd.config import Check
-from canaryd.core import sequential
+from canaryd.core import sequential, units
 from canaryd.core.model import CheckResult, Verdict
 
 
@@ -28,18 +28,19 @@ class Measurement:
     # (canary, stable) already seen in this step before this interval.
     canary_share: float | None = None
     prior: tuple[float, float] = (0.0, 0.0)
+    unit: str = ""  # the metric template's, for display
 
 
-def describe_threshold(check: Check) -> str:
+def describe_threshold(check: Check, unit: str = "") -> str:
     parts = []
     if check.min is not None:
-        parts.append(f">= {check.min:g}")
+        parts.append(f">= {units.limit(check.min, unit)}")
     if check.max is not None:
-        parts.append(f"<= {check.max:g}")
+        parts.append(f"<= {units.limit(check.max, unit)}")
     if check.max_ratio_to_stable is not None:
         parts.append(f"<= {check.max_ratio_to_stable:g} x stable")
     if check.sequential is not None:
-        parts.append(f"e-value < {1 / check.sequential.alpha:g} (errors vs traffic share)")
+        parts.append(f"e-value < {1 / check.sequential.alpha:g}")
     return " and ".join(parts)
 
 
@@ -54,7 +55,11 @@ def _finite(value: float | None) -> bool:
 def judge(
     check: Check, m: Measurement, *, min_requests: int, now: datetime, step: int
 ) -> CheckResult:
-    def result(verdict: Verdict, reason: str, **extra: float) -> CheckResult:
+    unit = m.unit
+
+    def result(verdict: Verdict, reason: str, **extra: float | None) -> CheckResult:
+        if check.sequential is not None and "value" not in extra:
+            extra.update(_evidence_so_far(check, m))  # the e-value, never a raw count
         value = extra.pop("value", m.value)
         return CheckResult(
             metric=check.metric,
@@ -62,8 +67,9 @@ def judge(
             value=value if _finite(value) else None,
             stable_value=m.stable_value if _finite(m.stable_value) else None,
             requests=m.requests,
+            unit=unit or None,
             **extra,
-            threshold=describe_threshold(check),
+            threshold=describe_threshold(check, unit),
             verdict=verdict,
             reason=reason,
             time=now,
@@ -84,19 +90,38 @@ def judge(
     if math.isnan(m.value):
         return result(Verdict.INCONCLUSIVE, "value is NaN (no requests in the window)")
     value = m.value
+    shown = units.quantity(value, unit)
     if check.min is not None and value < check.min:
-        return result(Verdict.FAIL, f"{value:.4g} is below the minimum {check.min:g}")
+        return result(Verdict.FAIL,
+                      f"{shown} is below the minimum {units.limit(check.min, unit)}")
     if check.max is not None and value > check.max:
-        return result(Verdict.FAIL, f"{value:.4g} is above the maximum {check.max:g}")
+        return result(Verdict.FAIL,
+                      f"{shown} is above the maximum {units.limit(check.max, unit)}")
     ratio = check.max_ratio_to_stable
     if ratio is not None and _finite(m.stable_value) and m.stable_value:
         assert m.stable_value is not None
         if value > m.stable_value * ratio:
             return result(
                 Verdict.FAIL,
-                f"{value:.4g} is more than {ratio:g} x stable ({m.stable_value:.4g})",
+                f"{shown} is more than {ratio:g} x stable "
+                f"({units.quantity(m.stable_value, unit)})",
             )
-    return result(Verdict.PASS, f"{value:.4g} within {describe_threshold(check)}")
+    return result(Verdict.PASS, f"{shown} within {describe_threshold(check, unit)}")
+
+
+def _evidence_so_far(check: Check, m: Measurement) -> dict[str, float | None]:
+    """An inconclusive sequential interval adds nothing: its result carries the evidence
+    gathered before it (counts and e-value), so status shows where the test stands."""
+    assert check.sequential is not None
+    canary, stable = m.prior
+    share = m.canary_share
+    out: dict[str, float | None] = {"value": None, "errors": canary, "stable_errors": stable,
+                                    "canary_share": share}
+    if share is not None and 0 < share < 1:
+        out["value"] = sequential.judge_errors(
+            canary, stable, share, alpha=check.sequential.alpha,
+            k=check.sequential.prior_strength).e_value
+    return out
 
 
 def _sequential(
@@ -112,7 +137,7 @@ def _sequential(
     stable = m.prior[1] + _count(m.stable_value)
     test = sequential.judge_errors(canary, stable, share, alpha=check.sequential.alpha,
                                    k=check.sequential.prior_strength)
-    counts = {"errors": canary, "stable_errors": stable}
+    counts = {"errors": canary, "stable_errors": stable, "canary_share": share}
     split = f"canary {canary:.0f} of {canary + stable:.0f} errors on {share:.0%} of traffic"
     if test.rejected:
         return result(Verdict.FAIL, f"{split}: e-value {test.e_value:.3g} >= "

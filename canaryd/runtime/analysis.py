@@ -164,6 +164,7 @@ class Analyzer:
                 error=error,
                 canary_share=job.canary_share,
                 prior=job.prior.get(check.metric, (0.0, 0.0)),
+                unit=template.unit,
             )
             results[job.rollout].append(
                 judge(check, measurement, min_requests=job.analysis.min_requests, now=now,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from kubernetes_asyncio import client
 
 from canaryd.cli import main
 from canaryd.client import manifest as manifests
+from canaryd.config import Check
+from canaryd.core.verdict import Measurement, judge
 from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served
 from tests.api.support import TOKENS, StatusWriter, manifest
@@ -88,7 +93,7 @@ async def test_wait_follows_to_the_verdict_and_exits_0_on_success(
     assert await asyncio.wait_for(submit, timeout=30) == 0
     out = capsys.readouterr().out.splitlines()
     assert any("Pending -> Progressing  [canary 10% / stable 90%]" in line for line in out)
-    assert any("check metric-0 (step 1): 99.7 vs >= 99 -> Pass" in line for line in out)
+    assert any(line.endswith("   [step 1] metric-0 99.7 >= 99 ok") for line in out)
     assert any("Progressing -> Paused" in line for line in out)
     assert out[-1].endswith("verdict: Succeeded: promoted")
 
@@ -161,3 +166,49 @@ def test_set_paths_reach_nested_fields_and_keep_values_as_strings() -> None:
                             "version": "v=2"}}
     with pytest.raises(manifests.ManifestError):
         manifests.apply_set(doc, "spec.plan.steps[5].weight=1")
+
+
+async def cli_process(served: Served, *argv: str) -> tuple[int, str, str]:
+    """`canaryd ARGV` as its own process, as a pipeline or a person runs it."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "canaryd", *argv, "--url", served.url,
+        env={**os.environ, "CANARYD_TOKEN": TOKENS["read"]},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_get_prints_each_check_once_with_units_and_e_values(
+    served: Served, kube: client.ApiClient, rollout_file: Path,
+) -> None:
+    """Checks as the controller stores them (the real verdicts), read back by `canaryd get`."""
+    assert await canaryd(served, "submit", "-f", str(rollout_file)) == 0
+    await _get(served)
+    now = datetime.now(UTC)
+    p99 = judge(Check(metric="istio-latency-p99", max=200),
+                Measurement("istio-latency-p99", "q", value=94.42000000001, requests=500,
+                            unit="ms"), min_requests=20, now=now, step=1)
+    errors = judge(Check.model_validate({"metric": "istio-error-count",
+                                         "sequential": {"alpha": 0.01}}),
+                   Measurement("istio-error-count", "q", value=2, stable_value=1, requests=500,
+                               canary_share=0.3, prior=(3, 0)),
+                   min_requests=20, now=now, step=1)
+    writer = StatusWriter(kube, "demo", "podinfo-v2")
+    writer.status.update(checks=[r.model_copy(update={"seq": 1}).wire() for r in (p99, errors)],
+                         sequence=1)
+    await writer.transition("Progressing", "step 2/3 at 30%", canary=30)
+
+    async def written() -> bool:
+        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        return (obj.get("status") or {}).get("phase") == "Progressing"
+
+    await eventually(written, timeout=10, what="the status in the cache")
+    code, out, err = await cli_process(served, "get", "demo/podinfo-v2")
+    assert code == 0, err
+    assert "  istio-latency-p99 94 ms <= 200 ms ok" in out.splitlines()
+    e = errors.value
+    assert e is not None
+    assert f"  istio-error-count e={e:.3g} (5 of 6 errors on 30% of traffic) < 100 ok" in (
+        out.splitlines())
