@@ -43,6 +43,9 @@ def manifest(name: str, target: str) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load((ROOT / "config/examples/canary.yaml").read_text())
     body["metadata"] = {"name": name, "namespace": NS}
     body["spec"]["target"] = target
+    # Objects of its own: one active rollout per router object and Deployment.
+    body["spec"]["router"]["istio"]["virtualService"] = target
+    body["spec"]["workloads"].update(stable=f"{target}-stable", canary=f"{target}-canary")
     return body
 
 

@@ -3,7 +3,8 @@
 Everything the controller would later fail a rollout for is checked here first, so a
 pipeline hears about it at submit time with the field to fix: the models (every field error
 at once), then the plan against the live settings (profile exists, overrides only tighten,
-interval in bounds), then the target: one active rollout per namespace and target.
+interval in bounds), then what it would write: one active rollout per router object (and
+route or rule), Service and Deployment, and per target (`canaryd.core.targets`).
 """
 
 from __future__ import annotations
@@ -140,22 +141,32 @@ def same_request(obj: dict[str, Any], admitted: Admitted) -> bool:
 
 def _entry(obj: dict[str, Any]) -> targets.Entry:
     meta = obj["metadata"]
-    spec = obj.get("spec") or {}
+    spec = obj.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
     return targets.Entry(
         namespace=meta["namespace"], name=meta["name"], target=str(spec.get("target", "")),
         created=str(meta.get("creationTimestamp", "")), phase=phase_of(obj),
-        supersede=bool(spec.get("supersede", False)),
+        supersede=spec.get("supersede") is True, claims=targets.claims(spec),
     )
 
 
-def blocking(cached: Iterable[dict[str, Any]], admitted: Admitted) -> str | None:
-    """The active rollout that owns the target (namespace/name), if any, per the same
-    arbitration the controller applies: the candidate sorts after everything that exists."""
+@dataclass(frozen=True)
+class Busy:
+    holder: str  # namespace/name of the active rollout
+    shared: str  # what both would write, e.g. "VirtualService podinfo route primary"
+
+
+def blocking(cached: Iterable[dict[str, Any]], admitted: Admitted) -> Busy | None:
+    """The active rollout that holds something the candidate would write, if any, per the
+    same arbitration the controller applies: the candidate sorts after everything that
+    exists."""
     existing = [_entry(o) for o in cached if (o.get("metadata") or {}).get("namespace")]
     candidate = targets.Entry(
         namespace=admitted.namespace, name="\uffff(candidate)", target=admitted.spec.target,
         created="\uffff", phase=model.Phase.PENDING, supersede=admitted.spec.supersede,
+        claims=targets.claims(normalized_spec(admitted.manifest)),
     )
-    arbitration = targets.arbitrate([*existing, candidate])
-    verdict = arbitration.get(candidate.key)
-    return verdict.blocking if verdict is not None else None
+    verdict = targets.arbitrate([*existing, candidate]).get(candidate.key)
+    if verdict is None or verdict.blocking is None:
+        return None
+    return Busy(verdict.blocking, verdict.shared or f"target {admitted.spec.target}")

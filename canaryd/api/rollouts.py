@@ -96,13 +96,13 @@ async def create(request: web.Request) -> web.Response:
         earlier = admission.find_idempotent(cache.values(), admitted.namespace, key)
         if earlier is not None:
             return _replay(earlier, admitted)
-    owner = admission.blocking(cache.values(), admitted)
-    if owner is not None:
+    busy = admission.blocking(cache.values(), admitted)
+    if busy is not None:
         raise Problem(409, "Target busy",
-                      f"rollout {owner} is active for target {admitted.spec.target!r} in "
-                      f"namespace {admitted.namespace}; wait for it, abort it, or submit "
-                      "with spec.supersede: true",
-                      extra={"conflictsWith": owner})
+                      f"rollout {busy.holder} is active on {busy.shared} in namespace "
+                      f"{admitted.namespace}; wait for it, abort it, or submit with "
+                      "spec.supersede: true",
+                      extra={"conflictsWith": busy.holder, "shared": busy.shared})
     resource = admission.resource(admitted, idempotency_key=key)
     try:
         created = await state.kube().create(resource)

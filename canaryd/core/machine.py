@@ -133,6 +133,7 @@ class Observations:
     blocking: str | None = None
     waiting_for: str | None = None
     superseded_by: str | None = None
+    shared: str | None = None  # what the blocking / waited-for / superseding rollout holds
     action: Action | None = None
     invalid: str | None = None
     stable_scaled_down: bool | None = None
@@ -245,7 +246,8 @@ def _operator(b: _Builder, ctx: Context, obs: Observations) -> bool:
     """Operator actions and supersession. True when they decided this tick."""
     phase = b.status.phase
     if obs.superseded_by is not None and phase in (P.PENDING, P.PROGRESSING, P.PAUSED):
-        message = f"superseded by rollout {obs.superseded_by}"
+        message = f"superseded by rollout {obs.superseded_by}" + (
+            f" (on {obs.shared})" if obs.shared else "")
         if phase is P.PENDING:
             b.move(T.SUPERSEDED, message)
         else:
@@ -292,7 +294,8 @@ def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
     if obs.invalid is not None:
         b.move(T.INVALID, obs.invalid)
     elif obs.blocking is not None:
-        b.move(T.BLOCKED, f"target busy: rollout {obs.blocking} is active for the same target")
+        b.move(T.BLOCKED, f"target busy: rollout {obs.blocking} is active on "
+                          f"{obs.shared or 'the same target'}")
     elif obs.waiting_for is not None:
         b.update(reason=f"waiting for superseded rollout {obs.waiting_for} to roll back")
         b.wake_in(1.0)

@@ -204,7 +204,8 @@ class Controller:
     def _entries(self) -> list[targets.Entry]:
         out = []
         for obj in self.cache.values():
-            spec = obj.get("spec") or {}
+            spec = obj.get("spec")
+            spec = spec if isinstance(spec, dict) else {}
             try:
                 phase = Phase((obj.get("status") or {}).get("phase", "Pending"))
             except ValueError:
@@ -213,7 +214,7 @@ class Controller:
                 namespace=obj["metadata"]["namespace"], name=obj["metadata"]["name"],
                 target=str(spec.get("target", "")),
                 created=obj["metadata"].get("creationTimestamp", ""), phase=phase,
-                supersede=bool(spec.get("supersede", False)),
+                supersede=spec.get("supersede") is True, claims=targets.claims(spec),
             ))
         return out
 
@@ -348,7 +349,7 @@ class Controller:
             obs["action"] = action
         if arb is not None:
             obs.update(blocking=arb.blocking, waiting_for=arb.waiting_for,
-                       superseded_by=arb.superseded_by)
+                       superseded_by=arb.superseded_by, shared=arb.shared)
         if spec is not None:
             router = make_router(self.api, ns, spec)
             try:

@@ -31,10 +31,15 @@ def tokens_yaml() -> str:
 
 
 def manifest(name: str = "podinfo-v2", *, namespace: str = "demo", target: str = "podinfo",
-             **spec: Any) -> dict[str, Any]:
+             own: str | None = None, **spec: Any) -> dict[str, Any]:
+    """The example Rollout; with `own`, on objects of its own (VirtualService `own`,
+    Deployments `own-stable`/`own-canary`), so that it shares nothing with the example's."""
     body: dict[str, Any] = copy.deepcopy(yaml.safe_load(EXAMPLE.read_text()))
     body["metadata"] = {"name": name, "namespace": namespace}
     body["spec"]["target"] = target
+    if own is not None:
+        body["spec"]["router"]["istio"]["virtualService"] = own
+        body["spec"]["workloads"].update(stable=f"{own}-stable", canary=f"{own}-canary")
     body["spec"].update(spec)
     return body
 

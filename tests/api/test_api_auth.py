@@ -48,7 +48,7 @@ async def test_each_role_reaches_exactly_the_endpoints_at_or_below_it(
     http: aiohttp.ClientSession, method: str, path: str, needed: str
 ) -> None:
     for role in ROLES:
-        data = json.dumps(manifest(f"r-{role}", target=f"t-{role}")).encode()
+        data = json.dumps(manifest(f"r-{role}", target=f"t-{role}", own=f"t-{role}")).encode()
         async with http.request(method, path, headers={**auth(role), "Content-Type":
                                                        "application/json"}, data=data) as resp:
             if Role[role.upper()] < Role[needed.upper()]:

@@ -192,10 +192,43 @@ async def test_a_second_active_rollout_for_the_same_target_gets_409_naming_the_f
     status, problem, _ = await post(http, manifest("second"))
     assert status == 409
     assert problem["conflictsWith"] == "demo/first" and "demo/first" in problem["detail"]
-    # Another target, or another namespace's same target, is free.
-    assert (await post(http, manifest("other", target="frontend")))[0] == 201
-    status, problem, _ = await post(http, manifest("first", target="free"))
+    # Another target on objects of its own is free; a taken name is not.
+    assert (await post(http, manifest("other", target="frontend", own="frontend")))[0] == 201
+    status, problem, _ = await post(http, manifest("first", target="free", own="free"))
     assert status == 409 and "already exists" in problem["detail"]
+
+
+@pytest.mark.parametrize("change", ["route", "deployment", "preview-is-active"])
+async def test_a_rollout_on_an_object_another_holds_gets_409_whatever_its_target(
+    http: aiohttp.ClientSession, served: Served, change: str,
+) -> None:
+    """The router-aliasing finding: another `spec.target` on the same VirtualService route
+    (or the same Deployment, or a blue-green preview that is another's active Service)."""
+    first, second = manifest("first"), manifest("second", target="alias", own="alias")
+    if change == "route":
+        second["spec"]["router"]["istio"]["virtualService"] = "podinfo"
+        shared = "VirtualService podinfo route primary"
+    elif change == "deployment":
+        second["spec"]["workloads"]["canary"] = "podinfo-canary"
+        shared = "Deployment podinfo-canary"
+    else:
+        service = {"activeService": "shop", "previewService": "shop-preview",
+                   "blue": "blue", "green": "green"}
+        del first["spec"]["plan"], second["spec"]["plan"]
+        first["spec"].update(strategy="blueGreen", router={"service": service})
+        second["spec"].update(strategy="blueGreen", router={"service": {
+            **service, "activeService": "shop-preview", "previewService": "shop-2"}})
+        shared = "Service shop-preview"
+    assert (await post(http, first))[0] == 201
+    await cached(served, "demo/first")
+    status, problem, _ = await post(http, second)
+    assert status == 409, problem
+    assert problem["conflictsWith"] == "demo/first" and problem["shared"] == shared
+    assert shared in problem["detail"]
+    # Rolling back the holder (operate) is the way to take it over.
+    status, _, _ = await post(http, {**second, "spec": {**second["spec"], "supersede": True}},
+                              role="operate")
+    assert status == 201
 
 
 async def test_a_finished_rollout_no_longer_blocks_its_target(
@@ -215,7 +248,7 @@ async def test_list_filters_and_pages_from_the_cache(
     http: aiohttp.ClientSession, served: Served,
 ) -> None:
     for i in range(5):
-        await post(http, manifest(f"r{i}", target=f"t{i % 2}-{i}"))
+        await post(http, manifest(f"r{i}", target=f"t{i % 2}-{i}", own=f"o{i}"))
     await cached(served, "demo/r4")
     seen, token = [], None
     while True:
