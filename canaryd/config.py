@@ -114,6 +114,11 @@ class Profile(Model):
     min_passed_runs: Annotated[int, Field(ge=1)] = Field(
         default=1, description="passing analysis runs needed before a step may advance"
     )
+    allow_unanalysed_promotion: bool = Field(
+        default=False,
+        description="let role submit send plans whose step reaching 100% (or every step) "
+                    "skips analysis; otherwise such a plan needs role operate",
+    )
 
     @model_validator(mode="after")
     def _interval_in_bounds(self) -> Profile:

@@ -26,9 +26,6 @@ from canaryd.core import model, plan, targets
 
 IDEMPOTENCY_ANNOTATION = "canaryd.io/idempotency-key"
 DIGEST_ANNOTATION = "canaryd.io/request-digest"
-RESERVED_ANNOTATIONS = (model.ACTION_ANNOTATION, IDEMPOTENCY_ANNOTATION, DIGEST_ANNOTATION)
-SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields",
-                 "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 DEFAULT_NAMESPACE = "default"
 
@@ -38,6 +35,7 @@ class Admitted:
     manifest: model.RolloutManifest
     namespace: str
     digest: str
+    analysis: plan.EffectiveAnalysis
 
     @property
     def spec(self) -> model.RolloutSpec:
@@ -49,19 +47,14 @@ def validate(doc: dict[str, Any], settings: Settings) -> Admitted:
     try:
         manifest = model.RolloutManifest.model_validate(doc)
     except ValidationError as exc:
-        raise problems.invalid(problems.from_validation(exc)) from None
+        raise problems.invalid(_field_errors(exc)) from None
     errors: list[FieldError] = []
-    for key in (manifest.metadata.annotations or {}):
-        if key in RESERVED_ANNOTATIONS:
-            errors.append(FieldError(
-                detail="set by canaryd, not by a request",
-                pointer=problems.pointer(["metadata", "annotations", key]),
-            ))
+    analysis: plan.EffectiveAnalysis | None = None
     try:
-        plan.resolve_analysis(settings, manifest.spec)
+        analysis = plan.resolve_analysis(settings, manifest.spec)
     except plan.PlanError as exc:
         errors.extend(problems.from_plan_error(text) for text in exc.problems)
-    if errors:
+    if errors or analysis is None:
         raise problems.invalid(errors)
     namespace = manifest.metadata.namespace or DEFAULT_NAMESPACE
     body = normalized_spec(manifest)
@@ -69,7 +62,20 @@ def validate(doc: dict[str, Any], settings: Settings) -> Admitted:
         {"metadata": _user_metadata(manifest), "namespace": namespace, "spec": body},
         sort_keys=True,
     ).encode()).hexdigest()
-    return Admitted(manifest=manifest, namespace=namespace, digest=digest)
+    return Admitted(manifest=manifest, namespace=namespace, digest=digest, analysis=analysis)
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    out = []
+    for err, field in zip(exc.errors(include_url=False), problems.from_validation(exc),
+                          strict=True):
+        loc = err["loc"]
+        if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "metadata":
+            field = FieldError(
+                detail="not accepted on submit: metadata may only hold "
+                       + ", ".join(model.METADATA_FIELDS), pointer=field.pointer)
+        out.append(field)
+    return out
 
 
 def normalized_spec(manifest: model.RolloutManifest) -> dict[str, Any]:
@@ -81,8 +87,7 @@ def normalized_spec(manifest: model.RolloutManifest) -> dict[str, Any]:
 def _user_metadata(manifest: model.RolloutManifest) -> dict[str, Any]:
     meta = manifest.metadata.model_dump(mode="json", by_alias=True, exclude_unset=True,
                                         exclude_none=True)
-    for key in (*SERVER_FIELDS, "namespace"):
-        meta.pop(key, None)
+    meta.pop("namespace", None)
     return meta
 
 

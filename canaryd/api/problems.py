@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 CONTENT_TYPE = "application/problem+json"
+MAX_LISTED = 50  # field errors listed in one response; `errorsOmitted` counts the rest
 _PREFIX = re.compile(r"^(Value error|Assertion failed), ")
 _PLAN_PATH = re.compile(r"^(spec(?:\.[A-Za-z0-9_-]+)+): (.*)$", re.DOTALL)
 
@@ -59,7 +60,11 @@ class Problem(Exception):
             "instance": instance,
         }
         if self.errors:
-            out["errors"] = [e.wire() for e in self.errors]
+            # A fixed number, whatever the request holds: 20,000 unknown keys must not make
+            # a response larger than the request.
+            out["errors"] = [e.wire() for e in self.errors[:MAX_LISTED]]
+            if len(self.errors) > MAX_LISTED:
+                out["errorsOmitted"] = len(self.errors) - MAX_LISTED
         out.update(self.extra)
         return out
 
@@ -89,9 +94,9 @@ def from_validation(exc: ValidationError, *, prefix: Sequence[str | int] = ()) -
     """Every error pydantic found, located by pointer (loc uses the wire names: camelCase)."""
     out = []
     for err in exc.errors(include_url=False):
-        out.append(FieldError(
-            detail=message(err["msg"]), pointer=pointer([*prefix, *err["loc"]])
-        ))
+        # pydantic marks a bad mapping key with a "[key]" step: point at the member itself.
+        loc = [p for p in err["loc"] if p != "[key]"]
+        out.append(FieldError(detail=message(err["msg"]), pointer=pointer([*prefix, *loc])))
     return out
 
 

@@ -20,6 +20,7 @@ from canaryd.api.context import IDENTITY, STATE, Handler, require, requires
 from canaryd.api.problems import Problem
 from canaryd.api.stream import phase_of
 from canaryd.api.writer import AlreadyExists
+from canaryd.core import plan
 from canaryd.core.model import Phase
 from canaryd.core.names import check_label, check_subdomain
 
@@ -91,6 +92,11 @@ async def create(request: web.Request) -> web.Response:
     admitted = admission.validate(doc, state.daemon.settings())
     if admitted.spec.supersede:
         require(request, Role.OPERATE, "spec.supersede (rolling back a running rollout)")
+    unanalysed = plan.unanalysed_promotion(admitted.spec)
+    if unanalysed is not None and not admitted.analysis.allow_unanalysed_promotion:
+        require(request, Role.OPERATE,
+                f"{unanalysed} (promoting without analysis; or use a profile with "
+                "allowUnanalysedPromotion)")
     cache = state.controller.cache
     if key is not None:
         earlier = admission.find_idempotent(cache.values(), admitted.namespace, key)

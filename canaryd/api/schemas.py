@@ -15,7 +15,7 @@ from canaryd.core.model import Phase, RolloutSpec, RolloutStatus, Verdict, Weigh
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class Rollout(_Wire):
@@ -55,7 +55,10 @@ class Problem(BaseModel):
     status: int
     detail: str
     instance: str | None = None
-    errors: list[FieldProblem] | None = None
+    errors: list[FieldProblem] | None = Field(default=None, max_length=50)
+    errors_omitted: int | None = Field(
+        default=None, alias="errorsOmitted",
+        description="how many more field errors there were than the 50 listed")
     conflicts_with: str | None = Field(default=None, alias="conflictsWith",
                                        description="namespace/name of the conflicting rollout")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_SECONDS = 30 * 24 * 3600.0  # longer than any pause, timeout or interval is meant to be
 
 
 def parse_duration(value: object) -> float:
@@ -34,8 +36,12 @@ def parse_duration(value: object) -> float:
             )
     else:
         raise ValueError("a duration must be a string like '30s' or a number of seconds")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"at most {format_duration(MAX_SECONDS)} (30 days)")
     return seconds
 
 

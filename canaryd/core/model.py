@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from canaryd.core.durations import Duration
-from canaryd.core.names import Label, Subdomain
+from canaryd.core.names import Label, Subdomain, check_subdomain
 
 GROUP = "canaryd.io"
 VERSION = "v1alpha1"
@@ -23,13 +24,15 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "Rollout"
 PLURAL = "rollouts"
 ACTION_ANNOTATION = "canaryd.io/action"
+MAX_STEPS = 100
 
 
 class Model(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are errors, not ignored."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+        allow_inf_nan=False,  # NaN and Infinity are not JSON, and no threshold is either
     )
 
     def wire(self) -> dict[str, Any]:
@@ -148,7 +151,7 @@ class Router(Model):
 class Workloads(Model):
     stable: Label
     canary: Label
-    min_available: Annotated[int, Field(ge=1)] = 1
+    min_available: Annotated[int, Field(ge=1, le=100000)] = 1
     ready_timeout: Duration = 300.0
 
 
@@ -164,7 +167,7 @@ class Step(Model):
 
 
 class Plan(Model):
-    steps: list[Step] | None = None
+    steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] | None = None
     step_weight: Annotated[int, Field(ge=1, le=100)] | None = None
     max_weight: Annotated[int, Field(ge=1, le=100)] | None = None
     step_pause: Duration = 0.0
@@ -220,7 +223,9 @@ class AnalysisRef(Model):
 
 class RolloutSpec(Model):
     target: Label = Field(description="logical service name; one active rollout per target")
-    version: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f]+$")]
+    # No control characters (C0, DEL, C1): the version reaches logs, events and terminals.
+    version: Annotated[str, Field(min_length=1, max_length=253,
+                                  pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
     strategy: Literal["canary", "blueGreen"] = "canary"
     router: Router
     workloads: Workloads
@@ -255,15 +260,68 @@ class RolloutSpec(Model):
         return self.blue_green.interval if self.blue_green is not None else None
 
 
-class ObjectMeta(BaseModel):
-    """The part of metadata canaryd validates; the rest passes through untouched."""
+def _mask_trailing_dash(value: str) -> str:
+    return value[:-1] + "a" if value.endswith("-") else value
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+
+def check_generate_name(value: str) -> str:
+    """What Kubernetes accepts as a generateName prefix (a DNS-1123 subdomain once the
+    trailing dash is masked), short enough for the suffix canaryd or Kubernetes appends."""
+    if len(value) > GENERATE_NAME_MAX:
+        raise ValueError(f"at most {GENERATE_NAME_MAX} characters (a suffix is appended)")
+    check_subdomain(_mask_trailing_dash(value))
+    return value
+
+
+def check_qualified_name(key: str) -> str:
+    """A label or annotation key: `[prefix/]name` (prefix a DNS subdomain, name <= 63)."""
+    prefix, slash, name = key.rpartition("/")
+    if slash:
+        check_subdomain(prefix)
+    if not QUALIFIED_NAME.match(name):
+        raise ValueError(f"{key!r} is not a valid key: an optional DNS subdomain prefix and "
+                         "'/', then at most 63 letters, digits, '-', '_' or '.', starting and "
+                         "ending with a letter or digit")
+    return key
+
+
+def check_label_value(value: str) -> str:
+    if value and not QUALIFIED_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid label value: at most 63 letters, digits, "
+                         "'-', '_' or '.', starting and ending with a letter or digit")
+    return value
+
+
+def check_annotation_key(key: str) -> str:
+    check_qualified_name(key)
+    prefix = key.rpartition("/")[0]
+    if prefix == GROUP or prefix.endswith("." + GROUP):
+        raise ValueError(f"{key!r}: set by canaryd, not by a request (the {GROUP}/ keys are "
+                         "canaryd's)")
+    return key
+
+
+QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+GENERATE_NAME_MAX = 243
+MetaKey = Annotated[str, AfterValidator(check_qualified_name)]
+AnnotationKey = Annotated[str, AfterValidator(check_annotation_key)]
+LabelText = Annotated[str, AfterValidator(check_label_value)]
+METADATA_FIELDS = ("name", "generateName", "namespace", "labels", "annotations")
+
+
+class ObjectMeta(BaseModel):
+    """What a submitted Rollout may say about itself. Anything else (finalizers,
+    ownerReferences, server-set fields...) is refused, not passed through."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     name: Subdomain | None = None
-    generate_name: str | None = Field(default=None, alias="generateName")
+    generate_name: Annotated[str, AfterValidator(check_generate_name)] | None = Field(
+        default=None, alias="generateName")
     namespace: Label | None = None
-    annotations: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: Annotated[dict[AnnotationKey, str], Field(max_length=256)] = Field(
+        default_factory=dict)
+    labels: Annotated[dict[MetaKey, LabelText], Field(max_length=256)] = Field(
+        default_factory=dict)
 
 
 class RolloutManifest(BaseModel):

@@ -17,6 +17,7 @@ class EffectiveAnalysis:
     checks: tuple[Check, ...]
     limits: Limits
     min_passed_runs: int
+    allow_unanalysed_promotion: bool = False
 
 
 class PlanError(ValueError):
@@ -111,4 +112,22 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
         checks=tuple(checks),
         limits=profile.limits,
         min_passed_runs=profile.min_passed_runs,
+        allow_unanalysed_promotion=profile.allow_unanalysed_promotion,
     )
+
+
+def unanalysed_promotion(spec: RolloutSpec) -> str | None:
+    """Why this plan would put all traffic on the new version without analysis, if it
+    would: every step has `analysis: false`, or the step that reaches 100% (the first at
+    weight 100, else the last, after which the rollout is promoted) does. None otherwise."""
+    if spec.plan is None or spec.plan.steps is None:
+        return None  # stepWeight plans and blue-green always analyse the step at 100%
+    plan_steps = spec.plan.steps
+    if not any(step.analysis for step in plan_steps):
+        return "spec.plan.steps: no step runs analysis"
+    index = next((i for i, step in enumerate(plan_steps) if step.weight == 100),
+                 len(plan_steps) - 1)
+    if plan_steps[index].analysis:
+        return None
+    which = "reaches 100%" if plan_steps[index].weight == 100 else "leads to 100% (the last)"
+    return f"spec.plan.steps[{index}].analysis: false on the step that {which}"

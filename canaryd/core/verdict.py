@@ -66,7 +66,7 @@ def judge(
             query=m.query,
             value=value if _finite(value) else None,
             stable_value=m.stable_value if _finite(m.stable_value) else None,
-            requests=m.requests,
+            requests=m.requests if _finite(m.requests) else None,
             unit=unit or None,
             **extra,
             threshold=describe_threshold(check, unit),
