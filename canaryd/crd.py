@@ -51,7 +51,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
                 }
             ]
             continue
-        if key == "const":
+        if key == "description":
+            out[key] = " ".join(str(value).split())  # docstrings: one paragraph
+        elif key == "const":
             out["enum"] = [value]
         elif key == "exclusiveMinimum":
             out["minimum"] = value
@@ -74,11 +76,15 @@ def spec_schema() -> dict[str, Any]:
 
 def rollout_crd() -> dict[str, Any]:
     printer = [
+        {"name": "Target", "type": "string", "jsonPath": ".spec.target",
+         "description": "the service being rolled out"},
+        {"name": "Version", "type": "string", "jsonPath": ".spec.version",
+         "description": "the version being rolled out"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Weight", "type": "integer", "jsonPath": ".status.weights.canary"},
-        {"name": "Step", "type": "integer", "jsonPath": ".status.stepIndex"},
-        {"name": "Target", "type": "string", "jsonPath": ".spec.target", "priority": 1},
-        {"name": "Version", "type": "string", "jsonPath": ".spec.version", "priority": 1},
+        {"name": "Weight", "type": "integer", "jsonPath": ".status.weights.canary",
+         "description": "percentage of traffic on the new version"},
+        {"name": "Step", "type": "string", "jsonPath": ".status.stepProgress",
+         "description": "current step / steps, 1-based"},
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
@@ -116,6 +122,9 @@ def rollout_crd() -> dict[str, Any]:
                                 "spec": spec_schema(),
                                 "status": {
                                     "type": "object",
+                                    "description": "The progress, written by canaryd only: "
+                                    "phase, weights, step (stepIndex 0-based, stepProgress "
+                                    "'2/3' 1-based), every check result and transition.",
                                     "x-kubernetes-preserve-unknown-fields": True,
                                 },
                             },

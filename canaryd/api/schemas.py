@@ -85,7 +85,8 @@ class StateEvent(_Wire):
 
     rollout: str
     phase: Phase
-    step_index: int = Field(alias="stepIndex")
+    step_index: int = Field(alias="stepIndex", description="0-based")
+    step_number: int = Field(alias="stepNumber", description="1-based, as messages count")
     step_count: int | None = Field(alias="stepCount")
     weights: Weights | None
     reason: str
@@ -110,11 +111,18 @@ class CheckEvent(_Wire):
     seq: int
     index: int
     time: datetime
-    step: int
+    step_index: int = Field(alias="stepIndex", description="0-based")
+    step_number: int = Field(alias="stepNumber", description="1-based, as messages count")
     metric: str
-    value: float | None
+    value: float | None = Field(description="sequential checks: the e-value")
+    unit: str | None = Field(description="the metric template's unit")
     stable_value: float | None = Field(alias="stableValue")
     requests: float | None
+    errors: float | None = Field(description="sequential checks: canary errors so far")
+    stable_errors: float | None = Field(alias="stableErrors",
+                                        description="sequential checks: stable errors so far")
+    canary_share: float | None = Field(alias="canaryShare",
+                                       description="sequential checks: the canary's traffic share")
     threshold: str
     verdict: Verdict
     reason: str

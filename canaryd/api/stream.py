@@ -80,6 +80,7 @@ def snapshot(obj: dict[str, Any]) -> Event:
         "rollout": f"{meta.get('namespace')}/{meta.get('name')}",
         "phase": phase_of(obj).value,
         "stepIndex": status.get("stepIndex", 0),
+        "stepNumber": int(status.get("stepIndex", 0)) + 1,
         "stepCount": status.get("stepCount"),
         "weights": status.get("weights"),
         "reason": status.get("reason", ""),
@@ -94,9 +95,11 @@ def _transition(entry: dict[str, Any]) -> Event:
 
 
 def _check(check: dict[str, Any], index: int) -> Event:
-    keys = ("seq", "time", "step", "metric", "value", "unit", "stableValue", "requests",
+    keys = ("seq", "time", "metric", "value", "unit", "stableValue", "requests",
             "errors", "stableErrors", "canaryShare", "threshold", "verdict", "reason", "query")
     data = {k: check.get(k) for k in keys}
+    step = int(check.get("stepIndex", check.get("step")) or 0)  # `step` in older status
+    data["stepIndex"], data["stepNumber"] = step, step + 1
     data["index"] = index
     return Event("check", data, (int(check.get("seq", 0)), index))
 

@@ -25,7 +25,15 @@ def _weights(w: Any) -> str:
     return f"canary {w.get('canary')}% / stable {w.get('stable')}%"
 
 
-MARKS = {"Pass": "ok", "Fail": "FAIL", "Inconclusive": "inconclusive"}
+MARKS = {"Pass": "ok", "Fail": "FAIL", "Inconclusive": "inconclusive",
+         "NotApplicable": "not applicable"}
+
+
+def step_of(status: Mapping[str, Any]) -> str:
+    """status.stepProgress ("2/3", 1-based), or worked out from status written before it."""
+    if status.get("stepProgress"):
+        return str(status["stepProgress"])
+    return f"{int(status.get('stepIndex', 0)) + 1}/{status.get('stepCount', '?')}"
 
 
 def _float(value: Any) -> float | None:
@@ -72,7 +80,8 @@ def line(event: Event) -> str | None:
     if event.kind == "state":
         step = ""
         if d.get("stepCount"):
-            step = f", step {int(d.get('stepIndex') or 0) + 1}/{d['stepCount']}"
+            number = d.get("stepNumber") or int(d.get("stepIndex") or 0) + 1
+            step = f", step {number}/{d['stepCount']}"
         weights = _weights(d.get("weights"))
         reason = f": {d['reason']}" if d.get("reason") else ""
         return (f"{_clock(None)} rollout {d.get('rollout')} is {d.get('phase')}{step}"
@@ -84,7 +93,8 @@ def line(event: Event) -> str | None:
         return (f"{_clock(d.get('time'))} {moved}{'  [' + weights + ']' if weights else ''}"
                 f"  {d.get('reason', '')}")
     if event.kind == "check":
-        return f"{_clock(d.get('time'))}   [step {int(d.get('step') or 0) + 1}] {check_line(d)}"
+        number = d.get("stepNumber") or int(d.get("step") or 0) + 1
+        return f"{_clock(d.get('time'))}   [step {number}] {check_line(d)}"
     if event.kind == "gap":
         return f"{_clock(None)} ({d.get('missing')} earlier events are no longer kept)"
     if event.kind == "verdict":

@@ -32,7 +32,7 @@ def describe(obj: dict[str, Any]) -> list[str]:
         f"rollout:  {meta['namespace']}/{meta['name']}",
         f"target:   {spec.get('target')} -> {spec.get('version')}",
         f"phase:    {status.get('phase', 'Pending')}",
-        f"step:     {int(status.get('stepIndex', 0)) + 1}/{status.get('stepCount', '?')}",
+        f"step:     {render.step_of(status)}",
         f"weights:  canary {weights.get('canary', 0)}% / stable {weights.get('stable', 100)}%",
         f"reason:   {status.get('reason', '')}",
     ]

@@ -133,7 +133,15 @@ def run(args: argparse.Namespace) -> int:
                     print(f"  {field}: {message}", file=sys.stderr)
             else:
                 print(f"{where}: ok ({summary(doc, settings)})")
+                for warning in _deprecations(doc):
+                    print(f"{where}: warning: {warning}", file=sys.stderr)
     return errors.USAGE if failed else errors.SUCCEEDED
+
+
+def _deprecations(doc: dict[str, Any]) -> list[str]:
+    from canaryd.core import model
+
+    return model.RolloutManifest.model_validate(doc).spec.deprecations()
 
 
 def _name(doc: Any) -> str:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from canaryd.client import cli, errors
+from canaryd.client import cli, errors, render
 from canaryd.core.model import Phase
 
 
@@ -29,7 +29,7 @@ def table(items: list[dict[str, Any]]) -> str:
         rows.append((
             meta["namespace"], meta["name"], str(spec.get("target", "")),
             str(status.get("phase", "Pending")), f"{weights.get('canary', 0)}%",
-            f"{int(status.get('stepIndex', 0)) + 1}/{status.get('stepCount', '?')}",
+            render.step_of(status),
             str(status.get("reason", ""))[:60],
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]

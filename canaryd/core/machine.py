@@ -468,6 +468,14 @@ def _conditions(status: RolloutStatus, now: datetime) -> list[Condition]:
     return out
 
 
+def step_progress(status: RolloutStatus) -> str | None:
+    """The step as people count it ("2/3"); "0/3" until the first step starts."""
+    if not status.step_count:
+        return None
+    started = status.step_started_at is not None
+    return f"{status.step_index + 1 if started else 0}/{status.step_count}"
+
+
 def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
     b = _Builder(now=now, status=status)
     if ctx.generation is not None and status.observed_generation != ctx.generation:
@@ -484,6 +492,9 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
             elif phase in (P.PROMOTING, P.ROLLING_BACK):
                 _converging(b, ctx, obs)
     new = b.status
+    progress = step_progress(new)
+    if progress != new.step_progress:
+        new = new.model_copy(update={"step_progress": progress})
     conditions = _conditions(new, b.now)
     if conditions != list(new.conditions):
         new = new.model_copy(update={"conditions": conditions})

@@ -12,10 +12,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from canaryd.core.durations import Duration
+from canaryd.core.durations import Duration, format_duration
 from canaryd.core.names import Label, Subdomain, check_subdomain
 
 GROUP = "canaryd.io"
@@ -43,18 +43,24 @@ class Model(BaseModel):
 
 
 class Destination(Model):
-    host: Subdomain
-    subset: Label | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """One destination of the route, as written in the VirtualService."""
+
+    host: Subdomain = Field(description="the destination's host (a Service name or FQDN)")
+    subset: Label | None = Field(default=None, description="the DestinationRule subset")
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="the destination port, when the route names one"
+    )
 
 
 class IstioRouter(Model):
-    virtual_service: Subdomain
+    """Istio: the weights of one http route's two destinations in a VirtualService."""
+
+    virtual_service: Subdomain = Field(description="the VirtualService, in the rollout's namespace")
     route: Label | None = Field(
         default=None, description="name of the http route to manage; default: the first one"
     )
-    stable: Destination
-    canary: Destination
+    stable: Destination = Field(description="the destination serving the current version")
+    canary: Destination = Field(description="the destination serving the new version")
 
     @model_validator(mode="after")
     def _distinct(self) -> IstioRouter:
@@ -64,23 +70,27 @@ class IstioRouter(Model):
 
 
 class BackendRef(Model):
-    name: Label
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """A backendRef of the rule: a Service in the rollout's namespace."""
+
+    name: Label = Field(description="the Service's name")
+    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
+        default=None, description="the Service port, when the backendRef names one"
+    )
 
 
 class GatewayApiRouter(Model):
     """Gateway API HTTPRoute (gateway.networking.k8s.io, or Linkerd's policy.linkerd.io)."""
 
-    http_route: Subdomain
-    api_group: Literal["gateway.networking.k8s.io", "policy.linkerd.io"] = (
-        "gateway.networking.k8s.io"
+    http_route: Subdomain = Field(description="the HTTPRoute, in the rollout's namespace")
+    api_group: Literal["gateway.networking.k8s.io", "policy.linkerd.io"] = Field(
+        default="gateway.networking.k8s.io", description="the HTTPRoute's API group"
     )
     rule: Annotated[int, Field(ge=0, le=63)] | None = Field(
         default=None, description="index of the rule to manage; default: the first one"
     )
     rule_name: Label | None = Field(default=None, description="or the rule's name (v1.2+)")
-    stable: BackendRef
-    canary: BackendRef
+    stable: BackendRef = Field(description="the backendRef serving the current version")
+    canary: BackendRef = Field(description="the backendRef serving the new version")
 
     @model_validator(mode="after")
     def _distinct(self) -> GatewayApiRouter:
@@ -94,9 +104,9 @@ class GatewayApiRouter(Model):
 class SmiRouter(Model):
     """SMI TrafficSplit (split.smi-spec.io), backends by Service name."""
 
-    traffic_split: Subdomain
-    stable: Label
-    canary: Label
+    traffic_split: Subdomain = Field(description="the TrafficSplit, in the rollout's namespace")
+    stable: Label = Field(description="the backend Service serving the current version")
+    canary: Label = Field(description="the backend Service serving the new version")
 
     @model_validator(mode="after")
     def _distinct(self) -> SmiRouter:
@@ -114,13 +124,15 @@ LabelValue = Annotated[
 class ServiceSelectorRouter(Model):
     """Blue-green: switch a Service's selector between the blue and green label values."""
 
-    active_service: Label
+    active_service: Label = Field(description="the Service live traffic goes through")
     preview_service: Label | None = Field(
         default=None, description="pointed at green before the switch, for pre-promotion checks"
     )
-    selector_key: LabelValue = "version"
-    blue: LabelValue
-    green: LabelValue
+    selector_key: LabelValue = Field(
+        default="version", description="the selector key whose value picks the version"
+    )
+    blue: LabelValue = Field(description="the selector value of the current version")
+    green: LabelValue = Field(description="the selector value of the new version")
 
     @model_validator(mode="after")
     def _distinct(self) -> ServiceSelectorRouter:
@@ -135,10 +147,14 @@ ROUTER_KINDS = ("istio", "gatewayApi", "smi", "service")
 
 
 class Router(Model):
+    """How traffic reaches the two versions: exactly one router kind (docs/routers.md)."""
+
     istio: IstioRouter | None = None
     gateway_api: GatewayApiRouter | None = None
     smi: SmiRouter | None = None
-    service: ServiceSelectorRouter | None = None
+    service: ServiceSelectorRouter | None = Field(
+        default=None, description="blue-green: a Service whose selector is switched"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Router:
@@ -149,15 +165,29 @@ class Router(Model):
 
 
 class Workloads(Model):
-    stable: Label
-    canary: Label
-    min_available: Annotated[int, Field(ge=1, le=100000)] = 1
-    ready_timeout: Duration = 300.0
+    """The two Deployments, in the rollout's namespace."""
+
+    stable: Label = Field(description="the Deployment serving the current version (blue)")
+    canary: Label = Field(
+        description="the Deployment serving the new version (green); traffic moves only once "
+        "it is available"
+    )
+    min_available: Annotated[int, Field(ge=1, le=100000)] = Field(
+        default=1, description="available canary replicas needed before traffic moves"
+    )
+    ready_timeout: Duration = Field(
+        default=300.0, description="how long to wait for the canary to be available (e.g. 2m); "
+        "then the rollout fails without touching traffic"
+    )
 
 
 class Step(Model):
-    weight: Annotated[int, Field(ge=0, le=100)]
-    pause: Duration = 0.0
+    """One canary step: its weight is held at least `pause` and until analysis passes."""
+
+    weight: Annotated[int, Field(ge=0, le=100)] = Field(
+        description="percentage of live traffic sent to the canary in this step"
+    )
+    pause: Duration = Field(default=0.0, description="minimum time in this step (e.g. 1m)")
     gate: Literal["manual"] | None = Field(
         default=None, description="'manual': wait for a resume/promote action before advancing"
     )
@@ -167,12 +197,22 @@ class Step(Model):
 
 
 class Plan(Model):
-    steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] | None = None
-    step_weight: Annotated[int, Field(ge=1, le=100)] | None = None
-    max_weight: Annotated[int, Field(ge=1, le=100)] | None = None
-    step_pause: Duration = 0.0
+    """Canary steps: explicit `steps`, or `stepWeight` increments up to `maxWeight`. After the
+    last step the canary is promoted to 100%."""
+
+    steps: Annotated[list[Step], Field(max_length=MAX_STEPS)] | None = Field(
+        default=None, description="the steps in order; weights must not decrease"
+    )
+    step_weight: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        default=None, description="generate steps: stepWeight, 2 x stepWeight, ... maxWeight"
+    )
+    max_weight: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        default=None, description="the last generated step's weight (default 100)"
+    )
+    step_pause: Duration = Field(default=0.0, description="the pause of every generated step")
     interval: Duration | None = Field(
-        default=None, description="analysis interval; default: the profile's"
+        default=None, description="deprecated: set spec.analysis.interval (refused when both "
+        "are set and differ)"
     )
 
     @model_validator(mode="after")
@@ -201,41 +241,73 @@ class BlueGreen(Model):
         default=0.0, description="minimum time on live traffic, analysed, before success"
     )
     scale_down: bool = Field(default=False, description="scale blue to zero after success")
-    scale_down_delay: Duration = 30.0
-    interval: Duration | None = None
+    scale_down_delay: Duration = Field(
+        default=30.0, description="with scaleDown: wait this long after the switch first"
+    )
+    interval: Duration | None = Field(
+        default=None, description="deprecated: set spec.analysis.interval (refused when both "
+        "are set and differ)"
+    )
 
 
 class Threshold(Model):
-    min: float | None = None
-    max: float | None = None
-    max_ratio_to_stable: Annotated[float, Field(gt=0)] | None = None
+    """Thresholds of one check; in a Rollout each may only tighten the profile's."""
+
+    min: float | None = Field(default=None, description="the lowest passing value")
+    max: float | None = Field(default=None, description="the highest passing value")
+    max_ratio_to_stable: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="the canary's value may be at most this many times stable's "
+        "(measured in the same query)"
+    )
 
 
 class AnalysisRef(Model):
-    profile: Label = "default"
+    """What is checked, and how often: a profile from canaryd's config (its checks,
+    thresholds and limits), optionally tightened for this rollout."""
+
+    profile: Label = Field(
+        default="default", description="the profile's name in canaryd's config (default "
+        "'default'; with a Linkerd router, 'linkerd' when the config has one)"
+    )
     thresholds: dict[Label, Threshold] = Field(
         default_factory=dict,
         max_length=64,
-        description="per-metric overrides, within the profile's bounds",
+        description="per-check overrides keyed by metric template name; may only tighten "
+        "the profile's",
     )
-    interval: Duration | None = None
+    interval: Duration | None = Field(
+        default=None, description="how often each check runs, and its query window (e.g. 1m); "
+        "default: the profile's; must lie within its minInterval..maxInterval"
+    )
 
 
 class RolloutSpec(Model):
+    """The request: take `version` of `target` to all of its traffic, step by step, checked
+    against Prometheus at every step, and back to stable when it misbehaves."""
+
     target: Label = Field(description="logical service name; one active rollout per target")
     # No control characters (C0, DEL, C1): the version reaches logs, events and terminals.
-    version: Annotated[str, Field(min_length=1, max_length=253,
-                                  pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
-    strategy: Literal["canary", "blueGreen"] = "canary"
+    version: Annotated[
+        str, Field(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+    ] = Field(description="the version being rolled out (e.g. the image), for status and events")
+    strategy: Literal["canary", "blueGreen"] = Field(
+        default="canary", description="canary: traffic shifted in steps (plan); blueGreen: a "
+        "Service's selector switched at once (blueGreen, router.service)"
+    )
     router: Router
     workloads: Workloads
-    plan: Plan | None = Field(default=None, description="canary steps (canary strategy)")
-    blue_green: BlueGreen | None = Field(default=None, description="blue-green options")
+    plan: Plan | None = Field(
+        default=None, description="strategy canary: the steps; explicit steps, or stepWeight "
+        "increments up to maxWeight (default 100); after the last the canary gets 100%"
+    )
+    blue_green: BlueGreen | None = Field(
+        default=None, description="strategy blueGreen: analysis before and after the switch, "
+        "approval, scale-down of blue"
+    )
     analysis: AnalysisRef = AnalysisRef()
     supersede: bool = Field(
         default=False, description="roll back a running rollout of the same target first"
     )
-
 
     @model_validator(mode="after")
     def _strategy_fits(self) -> RolloutSpec:
@@ -253,11 +325,42 @@ class RolloutSpec(Model):
                 raise ValueError("strategy blueGreen needs router.service")
         return self
 
+    def _deprecated_interval(self) -> tuple[str, float] | None:
+        if self.plan is not None and self.plan.interval is not None:
+            return "spec.plan.interval", self.plan.interval
+        if self.blue_green is not None and self.blue_green.interval is not None:
+            return "spec.blueGreen.interval", self.blue_green.interval
+        return None
+
+    @model_validator(mode="after")
+    def _one_interval(self) -> RolloutSpec:
+        old, new = self._deprecated_interval(), self.analysis.interval
+        if old is not None and new is not None and old[1] != new:
+            raise ValueError(
+                f"{old[0]} ({format_duration(old[1])}, deprecated) and spec.analysis.interval "
+                f"({format_duration(new)}) disagree: set only spec.analysis.interval"
+            )
+        return self
+
+    @property
+    def interval_field(self) -> tuple[str, float] | None:
+        """The analysis interval the rollout sets, and where: spec.analysis.interval, or the
+        deprecated alias it still accepts."""
+        if self.analysis.interval is not None:
+            return "spec.analysis.interval", self.analysis.interval
+        return self._deprecated_interval()
+
     @property
     def interval(self) -> float | None:
-        if self.plan is not None:
-            return self.plan.interval
-        return self.blue_green.interval if self.blue_green is not None else None
+        found = self.interval_field
+        return found[1] if found is not None else None
+
+    def deprecations(self) -> list[str]:
+        """Deprecated fields in use, each with what to write instead."""
+        old = self._deprecated_interval()
+        if old is None:
+            return []
+        return [f"{old[0]} is deprecated: set spec.analysis.interval instead"]
 
 
 def _mask_trailing_dash(value: str) -> str:
@@ -390,7 +493,10 @@ class CheckResult(Model):
     verdict: Verdict
     reason: str
     time: datetime
-    step: int
+    step: int = Field(
+        validation_alias=AliasChoices("stepIndex", "step"), serialization_alias="stepIndex",
+        description="0-based index of the step the check ran in (older status: `step`)",
+    )
 
 
 class HistoryEntry(Model):
@@ -421,8 +527,14 @@ class Weights(Model):
 class RolloutStatus(Model):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
-    step_index: int = 0
-    step_count: int | None = None
+    step_index: int = Field(
+        default=0, description="0-based index of the current step (spec.plan.steps[stepIndex])"
+    )
+    step_count: int | None = Field(default=None, description="how many steps the plan has")
+    step_progress: str | None = Field(
+        default=None, description="the current step as people count it, 1-based: '2/3' "
+        "('0/3' before the first step starts)"
+    )
     weights: Weights | None = None
     step_started_at: datetime | None = None
     phase_started_at: datetime | None = None

@@ -43,7 +43,7 @@ def steps(spec: RolloutSpec) -> tuple[Step, ...]:
     if plan.steps is not None:
         return tuple(plan.steps)
     assert plan.step_weight is not None  # guaranteed by Plan's validator
-    top = plan.max_weight or 50
+    top = plan.max_weight or 100
     weights = list(range(plan.step_weight, top + 1, plan.step_weight))
     if not weights or weights[-1] != top:
         weights.append(top)
@@ -67,12 +67,10 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
         known = ", ".join(sorted(settings.profiles)) or "none"
         raise PlanError(f"spec.analysis.profile: unknown profile {name!r} (known: {known})")
     problems: list[str] = []
-    interval = ref.interval if ref.interval is not None else spec.interval
-    if interval is None:
-        interval = profile.interval
+    where, interval = spec.interval_field or ("spec.analysis.interval", profile.interval)
     if not profile.min_interval <= interval <= profile.max_interval:
         problems.append(
-            f"spec.analysis.interval: {interval:g}s is outside the profile's bounds "
+            f"{where}: {interval:g}s is outside the profile's bounds "
             f"{profile.min_interval:g}s..{profile.max_interval:g}s"
         )
     by_metric = {c.metric: c for c in profile.checks}

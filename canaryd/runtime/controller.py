@@ -376,7 +376,7 @@ class Controller:
     async def _finish(self, w: _Work, now: datetime) -> None:
         meta = w.raw["metadata"]
         ref = ObjectRef(meta["namespace"], meta["name"])
-        bound = log.bind(rollout=w.key, step=w.status.step_index)
+        bound = log.bind(rollout=w.key, step=machine.step_progress(w.status))
         decision = machine.decide(w.ctx, w.status, machine.Observations(**w.obs), now)
         new_status = decision.status.model_copy(update={"controller": self.identity}).wire()
         rv = meta["resourceVersion"]

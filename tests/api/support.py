@@ -80,7 +80,7 @@ class StatusWriter:
         seq = self.status["sequence"] + 1
         new = [{"seq": seq, "metric": f"metric-{i}", "query": "vector(1)", "value": v,
                 "threshold": ">= 99", "verdict": verdict, "reason": f"{v} vs >= 99",
-                "time": _now(), "step": 0} for i, v in enumerate(values)]
+                "time": _now(), "stepIndex": 0} for i, v in enumerate(values)]
         self.status.update(sequence=seq, checks=[*self.status["checks"], *new])
         await self._write()
         return [f"{seq}.{i + 1}" for i in range(len(values))]

@@ -230,6 +230,8 @@ def test_events_no_longer_kept_in_status_are_reported_as_a_gap() -> None:
     events = stream.events_after(_obj(status), None)
     assert [e.kind for e in events] == ["gap", "transition", "check"]
     assert events[0].data["missing"] == 4
+    # status written before checks said `stepIndex` (`step`, 0-based) still reads
+    assert (events[2].data["stepIndex"], events[2].data["stepNumber"]) == (1, 2)
     assert [e.kind for e in stream.events_after(_obj(status), (5, 0))] == ["check"]
 
 

@@ -79,3 +79,24 @@ def test_profiles_come_from_the_given_config(tmp_path: Path) -> None:
     assert "profile quick: 1 check every 5s" in result.stdout
     missing = lint("-f", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+
+
+def test_one_analysis_interval_the_old_field_a_deprecated_alias(tmp_path: Path) -> None:
+    """spec.analysis.interval is the one place; spec.plan.interval still works, with a
+    warning, and is refused (naming both fields) when the two disagree."""
+    both = tmp_path / "both.yaml"
+    both.write_text(ROLLOUT_HEAD + "  plan: {stepWeight: 20, interval: 30s}\n"
+                    "  analysis: {interval: 1m}\n")
+    refused = lint("-f", str(both))
+    assert refused.returncode == 2
+    assert ("spec: spec.plan.interval (30s, deprecated) and spec.analysis.interval (1m) "
+            "disagree: set only spec.analysis.interval") in refused.stderr
+    old = tmp_path / "old.yaml"
+    old.write_text(ROLLOUT_HEAD + "  plan: {stepWeight: 20, interval: 30s}\n")
+    accepted = lint("-f", str(old))
+    assert accepted.returncode == 0, accepted.stderr
+    # maxWeight defaults to 100 with stepWeight; the deprecated interval still applies
+    assert "20% -> 40% -> 60% -> 80% -> 100%" in accepted.stdout
+    assert "every 30s" in accepted.stdout
+    assert "warning: spec.plan.interval is deprecated: set spec.analysis.interval" in (
+        accepted.stderr)

@@ -276,3 +276,22 @@ def test_a_rollback_that_cannot_reach_the_router_keeps_trying_and_says_why() -> 
     assert decision.requeue_after == pytest.approx(1.0)
     d.tick(1)
     assert d.status.phase is Phase.ABORTED
+
+
+def test_status_counts_steps_from_one_as_every_message_does() -> None:
+    d = Driver(make_spec())
+    d.tick()
+    assert d.status.phase is Phase.PENDING and d.status.step_progress == "0/2"
+    d.tick(canary=READY)
+    assert (d.status.step_index, d.status.step_progress) == (0, "1/2")
+    assert "step 1/2" in d.transitions[-1].message
+    d.analyse(10, Verdict.PASS)
+    assert (d.status.step_index, d.status.step_progress) == (1, "2/2")
+    assert "step 2/2 at 50%" in d.transitions[-1].message
+    wire = d.status.wire()
+    assert wire["stepIndex"] == 1 and wire["stepProgress"] == "2/2"
+    assert wire["checks"][0]["stepIndex"] == 0 and "step" not in wire["checks"][0]
+    before = [{("step" if k == "stepIndex" else k): v for k, v in c.items()}
+              for c in wire["checks"]]
+    old = RolloutStatus.model_validate({**wire, "checks": before})
+    assert old.checks[0].step == 0, "status written with checks[].step still reads"

@@ -47,7 +47,7 @@ async def test_healthy_green_is_promoted_and_blue_scaled_down(env: Env) -> None:
     assert [h["trigger"] for h in status["history"]] == [
         "CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed",
     ]
-    steps_analysed = {c["step"] for c in status["checks"] if c["verdict"] == "Pass"}
+    steps_analysed = {c["stepIndex"] for c in status["checks"] if c["verdict"] == "Pass"}
     assert steps_analysed == {0, 1}, "pre- and post-promotion analysis both ran"
     assert await active_version(env.kube) == "v2"
     assert await active_version(env.kube, "shop-preview") == "v2"
@@ -66,7 +66,7 @@ async def test_green_failing_pre_promotion_never_gets_live_traffic(env: Env) -> 
     await env.kube.create_rollout(manifest())
     status = await env.kube.wait_phase("shop-v2", TERMINAL, timeout=60)
     assert status["phase"] == "RolledBack", status["reason"]
-    assert all(c["step"] == 0 for c in status["checks"]), "failed before the switch"
+    assert all(c["stepIndex"] == 0 for c in status["checks"]), "failed before the switch"
     assert await active_version(env.kube) == "v1"
     rows = await prom_query(
         env.sandbox.prometheus_url,
@@ -86,7 +86,7 @@ async def test_green_failing_post_promotion_is_switched_back(env: Env) -> None:
     await env.kube.annotate_deployment("shop-green", **{"sandbox.canaryd.io/error-ratio": "0.2"})
     status = await env.kube.wait_phase("shop-v2", TERMINAL, timeout=60)
     assert status["phase"] == "RolledBack", status["reason"]
-    assert any(c["step"] == 1 and c["verdict"] == "Fail" for c in status["checks"])
+    assert any(c["stepIndex"] == 1 and c["verdict"] == "Fail" for c in status["checks"])
     assert await active_version(env.kube) == "v1"
     blue = await env.kube.apps.read_namespaced_deployment("shop-blue", NS)
     assert blue.spec.replicas == 2, "blue kept running until success"

@@ -17,7 +17,7 @@ async def test_healthy_canary_is_promoted_step_by_step(env: Env) -> None:
     assert [h["weights"]["canary"] for h in history] == [20, 50, 100, 100]
     assert await env.kube.vs_weights() == {"stable": 0, "canary": 100}
     # Every step advanced on a passing run whose value, threshold and query were recorded.
-    passed_steps = {c["step"] for c in status["checks"] if c["verdict"] == "Pass"}
+    passed_steps = {c["stepIndex"] for c in status["checks"] if c["verdict"] == "Pass"}
     assert passed_steps == {0, 1}
     for check in status["checks"]:
         assert check["query"] and check["threshold"]

@@ -26,7 +26,7 @@ async def test_five_percent_errors_roll_back_after_the_first_failed_interval(env
     assert status["failures"] == 1, "the sandbox profile allows no failed run"
     failed = [c for c in status["checks"] if c["verdict"] == "Fail"]
     assert [c["metric"] for c in failed] == ["istio-success-rate"]
-    assert 88 < failed[0]["value"] < 99 and failed[0]["threshold"] == ">= 99"
+    assert 88 < failed[0]["value"] < 99 and failed[0]["threshold"] == ">= 99%"
     assert "istio-success-rate" in status["reason"] and "traffic verified" in status["reason"]
     assert [h["trigger"] for h in status["history"]] == [
         "CanaryReady", "AnalysisFailed", "TrafficConfirmed",

@@ -11,7 +11,9 @@ parameter: that is how kubectl decides the server validates fields itself, so
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 
 from canaryd.sandbox.apiserver.errors import Obj
 from canaryd.sandbox.apiserver.resources import ALL_VERBS, Registry, ResourceDef
@@ -102,8 +104,85 @@ def openapi_v3_root(registry: Registry) -> Obj:
 
 
 def _gv_hash(registry: Registry, group_name: str, version: str) -> str:
-    names = sorted(r.key for r in registry.all() if r.group == group_name and r.version(version))
-    return hashlib.sha256(",".join(names).encode()).hexdigest()[:16].upper()
+    """Changes whenever the document does: kubectl caches it by this hash."""
+    doc = openapi_v3_group(registry, _gv_path(group_name, version))
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16].upper()
+
+
+# Definitions are named as kube-apiserver names them: the group reversed, then version, kind.
+META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_API_VERSION_DOC = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers "
+    "should convert recognized schemas to the latest internal value, and may reject "
+    "unrecognized values. More info: https://git.k8s.io/community/contributors/devel/"
+    "sig-architecture/api-conventions.md#resources")
+_KIND_DOC = (
+    "Kind is a string value representing the REST resource this object represents. Servers "
+    "may infer this from the endpoint the client submits requests to. Cannot be updated. In "
+    "CamelCase. More info: https://git.k8s.io/community/contributors/devel/"
+    "sig-architecture/api-conventions.md#types-kinds")
+_METADATA_DOC = (
+    "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/"
+    "sig-architecture/api-conventions.md#metadata")
+_OBJECT_META: Obj = {
+    "type": "object",
+    "description": "ObjectMeta is metadata that all persisted resources must have, which "
+                   "includes all objects users must create.",
+    "properties": {
+        "name": {"type": "string", "description": "Name must be unique within a namespace."},
+        "generateName": {"type": "string", "description": "An optional prefix used by the "
+                         "server to generate a unique name when name is not provided."},
+        "namespace": {"type": "string", "description": "The namespace the object is in."},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"},
+                   "description": "Map of string keys and values that can be used to "
+                                  "organize and categorize objects."},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "Annotations is an unstructured key value map stored "
+                                       "with a resource."},
+        "uid": {"type": "string", "description": "UID is the unique in time and space value "
+                                                "for this object."},
+        "resourceVersion": {"type": "string", "description": "An opaque value that "
+                            "represents the internal version of this object."},
+        "generation": {"type": "integer", "format": "int64", "description": "A sequence "
+                       "number representing a specific generation of the desired state."},
+        "creationTimestamp": {"type": "string", "format": "date-time",
+                              "description": "When this object was created."},
+    },
+}
+
+
+def definition_name(group_name: str, version: str, kind: str) -> str:
+    return ".".join([*reversed(group_name.split(".")), version, kind]) if group_name \
+        else f"io.k8s.api.core.{version}.{kind}"
+
+
+def published_schema(rdef: ResourceDef, version: str, ref_prefix: str) -> Obj | None:
+    """A CRD version's schema as kube-apiserver publishes it: apiVersion, kind and metadata
+    filled in, tagged with its group-version-kind (how `kubectl explain` finds it)."""
+    v = rdef.version(version)
+    if v is None or not v.schema or rdef.builtin:
+        return None
+    schema: Obj = copy.deepcopy(v.schema)
+    props = schema.setdefault("properties", {})
+    props["apiVersion"] = {"type": "string", "description": _API_VERSION_DOC}
+    props["kind"] = {"type": "string", "description": _KIND_DOC}
+    props["metadata"] = {"allOf": [{"$ref": ref_prefix + META}], "description": _METADATA_DOC}
+    schema["x-kubernetes-group-version-kind"] = [
+        {"group": rdef.group, "kind": rdef.kind, "version": version}]
+    return schema
+
+
+def schemas(registry: Registry, group_name: str, version: str, ref_prefix: str) -> Obj:
+    out: Obj = {}
+    for rdef in registry.all():
+        if rdef.group != group_name:
+            continue
+        schema = published_schema(rdef, version, ref_prefix)
+        if schema is not None:
+            out[definition_name(group_name, version, rdef.kind)] = schema
+    if out:
+        out[META] = copy.deepcopy(_OBJECT_META)
+    return out
 
 
 def openapi_v3_group(registry: Registry, gv_path: str) -> Obj | None:
@@ -135,4 +214,5 @@ def openapi_v3_group(registry: Registry, gv_path: str) -> Obj | None:
     if not paths:
         return None
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": GIT_VERSION},
-            "paths": paths, "components": {"schemas": {}}}
+            "paths": paths, "components": {
+                "schemas": schemas(registry, group_name, version, "#/components/schemas/")}}

@@ -16,7 +16,15 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from canaryd.sandbox.apiserver import discovery, errors, patch, selectors, tables, watch
+from canaryd.sandbox.apiserver import (
+    discovery,
+    errors,
+    openapi_v2,
+    patch,
+    selectors,
+    tables,
+    watch,
+)
 from canaryd.sandbox.apiserver.errors import ApiError, Obj
 from canaryd.sandbox.apiserver.faults import Faults, RequestRecord
 from canaryd.sandbox.apiserver.resources import Registry, ResourceDef
@@ -140,6 +148,12 @@ class Api:
             return json_response(discovery.group_list(self.registry))
         if path == "openapi/v3":
             return json_response(discovery.openapi_v3_root(self.registry))
+        if path == "openapi/v2":
+            doc_v2 = openapi_v2.document(self.registry)
+            if "protobuf" in request.headers.get("Accept", ""):
+                return web.Response(body=openapi_v2.encode(doc_v2),
+                                    content_type=openapi_v2.PROTOBUF.replace("@", "."))
+            return json_response(doc_v2)
         doc: Obj | None = None
         if path.startswith("openapi/v3/"):
             doc = discovery.openapi_v3_group(self.registry, path[len("openapi/v3/"):])
