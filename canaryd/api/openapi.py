@@ -111,7 +111,10 @@ def _links() -> dict[str, Any]:
 def paths() -> dict[str, Any]:
     location = {"Location": {"description": "the rollout's URL", "schema": {"type": "string"}}}
     manifest = {"schema": _ref("RolloutManifest"), "example": EXAMPLE}
-    created = _json("created (or replayed, with Idempotent-Replayed: true)", "Rollout", location)
+    warning = {"Warning": {"description": "deprecated fields in use: 299 canaryd \"...\"",
+                           "schema": {"type": "string"}}}
+    created = _json("created (or replayed, with Idempotent-Replayed: true)", "Rollout",
+                    {**location, **warning})
     created["links"] = _links()
     out: dict[str, Any] = {
         "/healthz": {"get": {"operationId": "healthz", "summary": "The process is alive.",
@@ -163,10 +166,17 @@ def paths() -> dict[str, Any]:
                     "description": "a retried POST with the same key returns the same rollout",
                     "schema": {"type": "string", "minLength": 1, "maxLength": 255,
                                "pattern": "^[\\x21-\\x7e]+$"},
+                }, {
+                    "name": "dryRun", "in": "query", "required": False,
+                    "description": "All: validate everything, including Kubernetes' schema "
+                                   "and admission (dryRun=All), and create nothing (200)",
+                    "schema": {"type": "string", "enum": ["All"]},
                 }],
                 "requestBody": {"required": True, "content": {
                     "application/json": manifest, "application/yaml": manifest}},
                 "responses": {
+                    "200": _json("dryRun=All: valid; the rollout as it would be created "
+                                 "(nothing was)", "Rollout", warning),
                     "201": created,
                     "400": _problem("malformed body or Idempotency-Key"), **AUTH,
                     "409": _problem("an active rollout owns the target, or the name is taken"),

@@ -84,10 +84,30 @@ def _replay(obj: dict[str, Any], admitted: admission.Admitted) -> web.Response:
     return _json(view(obj), 201, {"Location": location(obj), "Idempotent-Replayed": "true"})
 
 
+def _dry_run(request: web.Request) -> bool:
+    value = request.query.get("dryRun")
+    if value is None or value == "":
+        return False
+    if value != "All":
+        raise problems.bad_parameter("dryRun", "'All' (validate everything, create nothing)")
+    return True
+
+
+def _warnings(admitted: admission.Admitted) -> dict[str, str]:
+    """Deprecated fields in use, as HTTP Warning headers (RFC 9111; Kubernetes does the same)."""
+    texts = admitted.spec.deprecations()
+    if not texts:
+        return {}
+    return {"Warning": ", ".join('299 canaryd "' + t.replace('"', "'") + '"' for t in texts)}
+
+
 @requires(Role.SUBMIT)
 async def create(request: web.Request) -> web.Response:
     state = request.app[STATE]
+    dry_run = _dry_run(request)
     key = admission.check_idempotency_key(request.headers.get("Idempotency-Key"))
+    if dry_run:
+        key = None  # nothing is created, so there is nothing to replay or to remember
     doc = await body.read_document(request)
     admitted = admission.validate(doc, state.daemon.settings())
     if admitted.spec.supersede:
@@ -111,7 +131,7 @@ async def create(request: web.Request) -> web.Response:
                       extra={"conflictsWith": busy.holder, "shared": busy.shared})
     resource = admission.resource(admitted, idempotency_key=key)
     try:
-        created = await state.kube().create(resource)
+        created = await state.kube().create(resource, dry_run=dry_run)
     except AlreadyExists:
         name = resource["metadata"]["name"]
         existing = await state.kube().get(admitted.namespace, name)
@@ -123,9 +143,13 @@ async def create(request: web.Request) -> web.Response:
         raise Problem(409, "Already exists",
                       f"a rollout {admitted.namespace}/{name} already exists",
                       extra={"conflictsWith": f"{admitted.namespace}/{name}"}) from None
-    log.info("rollout submitted", rollout=f"{admitted.namespace}/{created['metadata']['name']}",
-             target=admitted.spec.target, version=admitted.spec.version)
-    return _json(view(created), 201, {"Location": location(created)})
+    rollout = f"{admitted.namespace}/{created['metadata']['name']}"
+    if dry_run:
+        log.info("rollout validated (dry run, nothing created)", rollout=rollout)
+        return _json(view(created), 200, _warnings(admitted))
+    log.info("rollout submitted", rollout=rollout, target=admitted.spec.target,
+             version=admitted.spec.version)
+    return _json(view(created), 201, {"Location": location(created), **_warnings(admitted)})
 
 
 # ---------------------------------------------------------------------------- read

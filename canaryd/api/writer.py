@@ -58,14 +58,17 @@ class RolloutWriter:
     def __init__(self, api: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api)
 
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Create the Rollout; with `dry_run`, Kubernetes runs everything (defaulting, the
+        CRD schema, admission webhooks) but stores nothing (dryRun=All)."""
         ns = body["metadata"]["namespace"]
+        extra = {"dry_run": "All"} if dry_run else {}
         try:
             created: dict[str, Any] = await kube_call(
-                f"create rollout in {ns}",
+                f"create rollout in {ns}" + (" (dry run)" if dry_run else ""),
                 lambda: self.custom.create_namespaced_custom_object(
                     model.GROUP, model.VERSION, ns, model.PLURAL, body,
-                    _request_timeout=TIMEOUT,
+                    _request_timeout=TIMEOUT, **extra,
                 ),
                 attempts=3, max_seconds=15,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -42,6 +43,14 @@ def _raise_for(status: int, text: str, reason: str) -> None:
     raise errors.ProblemError(status, problem)
 
 
+_WARNING = re.compile(r'\d{3} \S+ "((?:[^"\\]|\\.)*)"')
+
+
+def _warning_texts(header: str) -> list[str]:
+    """The texts of a Warning header (`299 canaryd "..."`, comma-separated)."""
+    return [m.group(1).replace('\\"', '"') for m in _WARNING.finditer(header)]
+
+
 def rollout_path(namespace: str, name: str, *rest: str) -> str:
     return "/".join([f"{API}/rollouts", quote(namespace, safe=""), quote(name, safe=""), *rest])
 
@@ -52,6 +61,7 @@ class CanarydClient:
         self.timeout = timeout
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session: aiohttp.ClientSession | None = None
+        self.warnings: list[str] = []  # the server's Warning headers, in order
 
     async def __aenter__(self) -> CanarydClient:
         self._session = aiohttp.ClientSession(headers=self._headers)
@@ -80,6 +90,8 @@ class CanarydClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
                 text = await resp.text()
+                for header in resp.headers.getall("Warning", []):
+                    self.warnings.extend(_warning_texts(header))
                 _raise_for(resp.status, text, resp.reason or "")
                 return (json.loads(text) if text else {}), resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -90,17 +102,23 @@ class CanarydClient:
             raise errors.Unreachable(f"{self.url} did not answer with JSON") from None
 
     async def submit(
-        self, manifest: dict[str, Any], *, idempotency_key: str, attempts: int = 4
+        self, manifest: dict[str, Any], *, idempotency_key: str, attempts: int = 4,
+        dry_run: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Create the rollout: (the rollout, whether the server replayed an earlier one).
+        With `dry_run`, the server (and Kubernetes, dryRun=All) validates everything and
+        creates nothing: the answer is the rollout as it would have been created.
 
         Retried on Unreachable: the Idempotency-Key makes a retry return the same rollout."""
         body = json.dumps(manifest).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        headers = {"Content-Type": "application/json"}
+        if not dry_run:
+            headers["Idempotency-Key"] = idempotency_key
+        params = {"dryRun": "All"} if dry_run else None
         for attempt in range(attempts):
             try:
                 created, resp_headers = await self.request(
-                    "POST", f"{API}/rollouts", body=body, headers=headers
+                    "POST", f"{API}/rollouts", body=body, headers=headers, params=params
                 )
                 return created, resp_headers.get("Idempotent-Replayed") == "true"
             except errors.Unreachable:

@@ -30,6 +30,10 @@ def register(sub: Any) -> None:
                         "spec.plan.steps[0].weight=5 (repeatable)")
     p.add_argument("-n", "--namespace", default=None,
                    help="namespace, when the manifest names none")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate everything the server and Kubernetes check (the models, the "
+                        "config's profile, the target, the CRD schema and admission: "
+                        "dryRun=All) and create nothing")
     p.add_argument("--wait", action="store_true", help="follow the rollout to its verdict")
     p.add_argument("--timeout", type=cli.duration, default=None, metavar="DURATION",
                    help="with --wait: give up after this long (exit 4), e.g. 15m")
@@ -46,6 +50,8 @@ def handler(args: argparse.Namespace) -> int:
 
 
 async def submit(args: argparse.Namespace) -> int:
+    if args.dry_run and args.wait:
+        raise manifests.ManifestError("--wait has nothing to follow with --dry-run")
     doc = manifests.load(args.filename)
     for assignment in args.sets:
         manifests.apply_set(doc, assignment)
@@ -53,9 +59,19 @@ async def submit(args: argparse.Namespace) -> int:
         doc["metadata"].setdefault("namespace", args.namespace)
     key = args.idempotency_key or str(uuid.uuid4())
     async with cli.client(args) as api:
-        created, replayed = await api.submit(doc, idempotency_key=key)
+        created, replayed = await api.submit(doc, idempotency_key=key, dry_run=args.dry_run)
+        for warning in api.warnings:
+            print(f"canaryd: warning: {warning}", file=sys.stderr)
         meta = created["metadata"]
         ns, name = meta["namespace"], meta["name"]
+        if args.dry_run:
+            if args.output == "json":
+                print(json.dumps({"event": "dryRun", "id": None, "data": {
+                    "rollout": f"{ns}/{name}", "valid": True, "warnings": api.warnings}}))
+            else:
+                print(f"rollout {ns}/{name} is valid (dry run, nothing created): "
+                      f"{created['spec'].get('target')} -> {created['spec'].get('version')}")
+            return errors.SUCCEEDED
         if args.output == "json":
             print(json.dumps({"event": "submitted", "id": None, "data": {
                 "rollout": f"{ns}/{name}", "replayed": replayed,
