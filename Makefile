@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup prometheus lint typecheck test demo sandbox bench clean crds
+.PHONY: setup prometheus realkube realkube-if-go lint typecheck test demo sandbox bench clean crds
 
 $(BIN)/canaryd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,28 @@ prometheus:
 		exit 1; \
 	fi
 
+# The real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok), built
+# from the Go module proxy into ~/.cache/canaryd/realkube/<versions>/ and reused from there.
+realkube:
+	@bash canaryd/sandbox/realkube/build.sh >/dev/null
+
+# `make test` runs the real tier when Go is there; without Go it says so (CI=true: an error).
+realkube-if-go:
+	@if command -v go >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory realkube; \
+	elif [ -n "$$CI" ]; then \
+		echo "realkube: go is not on PATH; CI needs the real control plane tier" >&2; exit 1; \
+	else \
+		echo "realkube: go is not on PATH: the real control plane tier is skipped"; \
+	fi
+
 lint: $(BIN)/canaryd
 	$(BIN)/ruff check canaryd tests bench
 
 typecheck: $(BIN)/canaryd
 	$(BIN)/mypy --strict canaryd
 
-test: setup lint typecheck
+test: setup lint typecheck realkube-if-go
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -q -ra
 
 demo: setup

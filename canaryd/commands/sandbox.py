@@ -20,6 +20,7 @@ from canaryd import log
 
 if TYPE_CHECKING:
     from canaryd.api.sandbox_daemon import SandboxDaemon
+    from canaryd.sandbox.realkube import Binaries
     from canaryd.sandbox.runner import Sandbox
 
 _TRAFFIC_TIMEOUT = 30.0
@@ -54,6 +55,11 @@ def register(sub: Any) -> None:
         action="store_false",
         help="do not create the example application (podinfo in namespace demo)",
     )
+    parser.add_argument(
+        "--kube", choices=("emulator", "real"), default="emulator",
+        help="emulator: canaryd's embedded API server (default); real: etcd, kube-apiserver, "
+        "controller-manager, scheduler and kwok built by `make realkube`",
+    )
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     parser.add_argument(
         "--no-daemon", action="store_true",
@@ -77,10 +83,22 @@ async def _serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
 
+    from canaryd.sandbox.realkube import BinariesNotBuiltError, RealKube, RealKubeError
+
+    real = None
+    if args.kube == "real":
+        try:
+            real = RealKube()
+            real.binaries = await asyncio.to_thread(_binaries)
+        except BinariesNotBuiltError as exc:
+            print(f"canaryd sandbox: {exc}", file=sys.stderr)
+            return 1
     sandbox = Sandbox(
         kubeconfig_path=args.kubeconfig.resolve() if args.kubeconfig else None,
         example_app=args.example_app,
         rps=args.rps,
+        kube=real,
+        own_kube=real is not None,
     )
     # Start in a task so that a signal during start-up aborts it (Sandbox.start cleans up
     # after itself when cancelled) instead of waiting for a start that may hang.
@@ -98,7 +116,7 @@ async def _serve(args: argparse.Namespace) -> int:
         stop_wait.cancel()
         # Expected failures (missing binary, timeouts) read well as they are; show the type
         # of anything else, e.g. an ApiException from the API server.
-        known = isinstance(exc, SandboxError | PrometheusError | OSError)
+        known = isinstance(exc, SandboxError | PrometheusError | RealKubeError | OSError)
         print(f"canaryd sandbox: {exc if known else repr(exc)}", file=sys.stderr)
         return 1
 
@@ -115,6 +133,12 @@ async def _serve(args: argparse.Namespace) -> int:
     finally:
         await sandbox.stop()
     return 0
+
+
+def _binaries() -> Binaries:
+    from canaryd.sandbox.realkube import find_binaries
+
+    return find_binaries()
 
 
 async def _start(sandbox: Sandbox, *, wait_for_traffic: bool) -> None:

@@ -32,6 +32,7 @@ from canaryd.sandbox.prometheus import PrometheusServer, find_binary
 if TYPE_CHECKING:
     from canaryd.sandbox.apiserver import ApiServer
     from canaryd.sandbox.mesh import Mesh
+    from canaryd.sandbox.realkube import RealKube
 
 log = structlog.get_logger("canaryd.sandbox")
 _T = TypeVar("_T")
@@ -63,7 +64,11 @@ class Sandbox:
         prometheus_binary: str = "prometheus",
         prometheus_extra_args: Sequence[str] = (),
         host: str = "127.0.0.1",
+        kube: RealKube | None = None,
+        own_kube: bool = False,
     ) -> None:
+        """`kube`: a real control plane to use instead of the embedded emulator; with
+        `own_kube` the sandbox starts and stops it, otherwise it is already running."""
         self._given_workdir = workdir
         self._given_kubeconfig = kubeconfig_path
         self.with_example_app = example_app
@@ -74,6 +79,8 @@ class Sandbox:
         self.prometheus_binary = prometheus_binary
         self.prometheus_extra_args = list(prometheus_extra_args)
         self.host = host
+        self.real_kube = kube
+        self._own_kube = own_kube
         self.workdir: Path | None = None
         self.kubeconfig: Path | None = None
         self.api_server: ApiServer | None = None
@@ -86,6 +93,8 @@ class Sandbox:
 
     @property
     def kube_api_url(self) -> str:
+        if self.real_kube is not None:
+            return self.real_kube.url
         url: str = self._require(self.api_server, "API server").url
         return url
 
@@ -138,13 +147,27 @@ class Sandbox:
         self.kubeconfig = self._given_kubeconfig or self.workdir / "kubeconfig"
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
 
-        self.api_server = ApiServer(deployment_ready_delay=self.deployment_ready_delay)
-        await self.api_server.start(host=self.host, port=0)
-        self.api_server.write_kubeconfig(self.kubeconfig)
-        log.info("sandbox.apiserver.started", url=self.kube_api_url)
+        if self.real_kube is None:
+            self.api_server = ApiServer(deployment_ready_delay=self.deployment_ready_delay)
+            await self.api_server.start(host=self.host, port=0)
+            self.api_server.write_kubeconfig(self.kubeconfig)
+            log.info("sandbox.apiserver.started", url=self.kube_api_url)
+            self._kube = await config.new_client_from_config(config_file=str(self.kubeconfig))
+            await install_crds(self._kube)
+        else:
+            from canaryd.sandbox.realkube import crds as real_crds
 
-        self._kube = await config.new_client_from_config(config_file=str(self.kubeconfig))
-        await install_crds(self._kube)
+            if self._own_kube:
+                await self.real_kube.start()
+                log.info("sandbox.realkube.started", url=self.real_kube.url,
+                         seconds=round(self.real_kube.timings.total, 1))
+            shutil.copyfile(self.real_kube.kubeconfig, self.kubeconfig)
+            self._kube = await config.new_client_from_config(config_file=str(self.kubeconfig))
+            # Upstream mesh CRDs where upstream ships them in a Go module; canaryd's own
+            # copies for the rest. A namespace left by an earlier user is removed first.
+            await install_crds(self._kube, real_crds.sandbox_crd_paths(), timeout=90)
+            await real_crds.reset_namespace(self._kube, example_app.NAMESPACE)
+            await real_crds.release_leases(self._kube)
         if self.with_example_app:
             created = await example_app.apply_example_app(self._kube, rps=self.rps)
             log.info("sandbox.example_app.applied", created=created)
@@ -174,6 +197,8 @@ class Sandbox:
             ("mesh", self.mesh.stop if self.mesh is not None else None),
             ("kube client", self._kube.close if self._kube is not None else None),
             ("apiserver", self.api_server.stop if self.api_server is not None else None),
+            ("real control plane",
+             self.real_kube.stop if self.real_kube is not None and self._own_kube else None),
         ]
         self.prometheus = self.mesh = self._kube = self.api_server = None
         for name, step in steps:

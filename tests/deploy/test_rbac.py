@@ -82,13 +82,13 @@ async def installed_rules(api: client.ApiClient) -> list[Rule]:
     rules: list[Rule] = []
     for binding in (await custom.list_cluster_custom_object(*group, "clusterrolebindings"))[
             "items"]:
-        if subject in binding["subjects"]:
+        if subject in binding.get("subjects", []):
             role = await custom.get_cluster_custom_object(*group, "clusterroles",
                                                           binding["roleRef"]["name"])
             rules += rules_of(role, None)
     for binding in (await custom.list_namespaced_custom_object(*group, NAMESPACE,
                                                                "rolebindings"))["items"]:
-        if subject in binding["subjects"]:
+        if subject in binding.get("subjects", []):
             role = await custom.get_namespaced_custom_object(*group, NAMESPACE, "roles",
                                                              binding["roleRef"]["name"])
             rules += rules_of(role, NAMESPACE)

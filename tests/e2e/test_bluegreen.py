@@ -15,6 +15,9 @@ from tests.e2e.conftest import Env
 from tests.e2e.support import NS, ROOT, TERMINAL, Kube, eventually, prom_query
 from tests.e2e.test_canary_restart import spawn
 
+# Judged by the embedded emulator and by the real control plane (tests/realkube.py).
+KUBE_BACKENDS = ("emulator", "real")
+
 EXAMPLE = ROOT / "config" / "examples" / "bluegreen.yaml"
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from tests.e2e.conftest import Env
 from tests.e2e.support import TERMINAL, canary_share, eventually, rollout_manifest
 
+# Judged by the embedded emulator and by the real control plane (tests/realkube.py).
+KUBE_BACKENDS = ("emulator", "real")
+
 
 async def test_healthy_canary_is_promoted_step_by_step(env: Env) -> None:
     await env.kube.create_rollout(rollout_manifest())

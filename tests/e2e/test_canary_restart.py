@@ -16,6 +16,9 @@ from kubernetes_asyncio import config
 from canaryd.sandbox.runner import Sandbox
 from tests.e2e.support import CONFIG, TERMINAL, Kube, eventually, rollout_manifest
 
+# Judged by the embedded emulator and by the real control plane (tests/realkube.py).
+KUBE_BACKENDS = ("emulator", "real")
+
 
 def spawn(sb: Sandbox, log: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(

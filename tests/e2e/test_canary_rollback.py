@@ -5,6 +5,9 @@ from __future__ import annotations
 from tests.e2e.conftest import Env
 from tests.e2e.support import TERMINAL, canary_share, eventually, rollout_manifest
 
+# Judged by the embedded emulator and by the real control plane (tests/realkube.py).
+KUBE_BACKENDS = ("emulator", "real")
+
 
 async def traffic_back_on_stable(env: Env) -> None:
     async def off_canary() -> bool:

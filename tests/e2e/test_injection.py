@@ -17,6 +17,8 @@ from canaryd.sandbox.runner import install_crds
 from canaryd.sandbox.testing import kube_client
 from tests.e2e.support import GROUP, PLURAL, VERSION, rollout_manifest
 
+# On the real control plane: tests/real/test_control_plane.py.
+
 INJECTION = 'x"} or vector(1) #'
 
 
