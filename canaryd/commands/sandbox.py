@@ -60,6 +60,11 @@ def register(sub: Any) -> None:
         help="emulator: canaryd's embedded API server (default); real: etcd, kube-apiserver, "
         "controller-manager, scheduler and kwok built by `make realkube`",
     )
+    parser.add_argument(
+        "--config", type=Path, default=None, metavar="FILE",
+        help="canaryd config for the daemon: try your own profiles and thresholds "
+        "(default: config/canaryd.yaml)",
+    )
     parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     parser.add_argument(
         "--no-daemon", action="store_true",
@@ -74,6 +79,14 @@ def handler(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    if args.config is not None and not args.no_daemon:
+        from canaryd.config import ConfigError, load_settings
+
+        try:
+            load_settings(args.config, env={})
+        except (ConfigError, OSError) as exc:
+            print(f"canaryd sandbox: {exc}", file=sys.stderr)
+            return 2
     # Imported here: every `canaryd` invocation builds this parser, few run the sandbox.
     from canaryd.sandbox.prometheus import PrometheusError
     from canaryd.sandbox.runner import Sandbox, SandboxError
@@ -127,7 +140,7 @@ async def _serve(args: argparse.Namespace) -> int:
             _announce(sandbox, None, as_json=args.json)
             await stop_wait
         else:
-            async with run_daemon_for_sandbox(sandbox) as daemon:
+            async with run_daemon_for_sandbox(sandbox, config_path=args.config) as daemon:
                 _announce(sandbox, daemon, as_json=args.json)
                 await stop_wait
     finally:

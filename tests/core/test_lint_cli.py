@@ -24,9 +24,12 @@ def lint(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, check=False, cwd=cwd)
 
 
-def readme_rollouts() -> list[str]:
-    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-    return [b for b in blocks if re.search(r"^kind: Rollout$", b, re.MULTILINE)]
+def yaml_blocks(doc: str) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", (ROOT / doc).read_text(), re.DOTALL)
+
+
+def readme_rollouts(doc: str = "README.md") -> list[str]:
+    return [b for b in yaml_blocks(doc) if re.search(r"^kind: Rollout$", b, re.MULTILINE)]
 
 
 def test_readme_and_shipped_examples_pass(tmp_path: Path) -> None:
@@ -100,3 +103,14 @@ def test_one_analysis_interval_the_old_field_a_deprecated_alias(tmp_path: Path) 
     assert "every 30s" in accepted.stdout
     assert "warning: spec.plan.interval is deprecated: set spec.analysis.interval" in (
         accepted.stderr)
+
+
+def test_the_analysis_guide_example_lints_with_its_config(tmp_path: Path) -> None:
+    [config] = [b for b in yaml_blocks("docs/analysis.md") if b.startswith("# tutorial.yaml")]
+    (tmp_path / "tutorial.yaml").write_text(config)
+    [rollout] = readme_rollouts("docs/analysis.md")
+    (tmp_path / "podinfo-a.yaml").write_text(rollout)
+    result = lint("-f", str(tmp_path / "podinfo-a.yaml"), "--config",
+                  str(tmp_path / "tutorial.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "profile tutorial: 3 checks every 5s" in result.stdout

@@ -147,3 +147,12 @@ async def test_ctrl_c_stops_a_sandbox_without_the_example_app(
     finally:
         if proc.returncode is None:
             await stop_and_check(proc, signal.SIGINT, endpoints)
+
+
+def test_a_bad_config_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("profiles:\n  p: {checks: [{metric: nope, min: 1}]}\n")
+    result = subprocess.run([sys.executable, "-m", "canaryd", "sandbox", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=60, check=False, cwd=REPO)
+    assert result.returncode == 2
+    assert "profiles.p.checks[0].metric: unknown metric template 'nope'" in result.stderr
