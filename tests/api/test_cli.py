@@ -168,11 +168,11 @@ def test_set_paths_reach_nested_fields_and_keep_values_as_strings() -> None:
         manifests.apply_set(doc, "spec.plan.steps[5].weight=1")
 
 
-async def cli_process(served: Served, *argv: str, role: str = "read") -> tuple[int, str, str]:
+async def cli_process(served: Served, *argv: str) -> tuple[int, str, str]:
     """`canaryd ARGV` as its own process, as a pipeline or a person runs it."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "canaryd", *argv, "--url", served.url,
-        env={**os.environ, "CANARYD_TOKEN": TOKENS[role]},
+        env={**os.environ, "CANARYD_TOKEN": TOKENS["read"]},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
@@ -213,27 +213,3 @@ async def test_get_prints_each_check_once_with_units_and_e_values(
     assert f"  istio-error-count e={e:.3g} (5 of 6 errors on 30% of traffic) < 100 ok" in (
         out.splitlines())
 
-
-async def test_submit_dry_run_validates_through_kubernetes_and_creates_nothing(
-    served: Served, kube: client.ApiClient, tmp_path: Path,
-) -> None:
-    custom = client.CustomObjectsApi(kube)
-    old_interval = manifest(plan={"steps": [{"weight": 10}], "interval": "10s"})
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(old_interval))
-    code, out, err = await cli_process(served, "submit", "-f", str(path), "--dry-run",
-                                       role="submit")
-    assert code == 0, err
-    assert "rollout demo/podinfo-v2 is valid (dry run, nothing created): podinfo ->" in out
-    assert "canaryd: warning: spec.plan.interval is deprecated: set spec.analysis.interval" in err
-    listed = await custom.list_namespaced_custom_object("canaryd.io", "v1alpha1", "demo",
-                                                        "rollouts")
-    assert listed["items"] == [], "a dry run creates nothing"
-    # What only Kubernetes knows is checked too: the namespace must exist (dryRun=All).
-    path.write_text(yaml.safe_dump(manifest(namespace="nowhere")))
-    code, _, err = await cli_process(served, "submit", "-f", str(path), "--dry-run",
-                                     role="submit")
-    assert code == 2 and "/metadata/namespace: namespace 'nowhere' does not exist" in err
-    code, _, err = await cli_process(served, "submit", "-f", str(path), "--dry-run", "--wait",
-                                     role="submit")
-    assert code == 2 and "--wait has nothing to follow with --dry-run" in err
