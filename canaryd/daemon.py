@@ -31,6 +31,7 @@ from kubernetes_asyncio import client
 
 from canaryd.adapters.kube import make_api_client
 from canaryd.adapters.prometheus import PrometheusClient
+from canaryd.api.transport import HttpLimits
 from canaryd.config import Settings
 from canaryd.runtime.controller import Controller
 from canaryd.runtime.leader import LeaderElector, LeaseRef, LeaseTiming
@@ -65,6 +66,7 @@ class DaemonOptions:
     lease_name: str = DEFAULT_LEASE_NAME
     lease_timing: LeaseTiming = field(default_factory=LeaseTiming)
     drain_timeout: float = 10.0
+    http_limits: HttpLimits = field(default_factory=HttpLimits.from_env)
 
 
 class PinnedSettings(SettingsHolder):
@@ -102,6 +104,8 @@ class Daemon:
 
     async def start(self) -> web.AppRunner:
         from canaryd.api.app import build_app
+        from canaryd.api.context import STATE
+        from canaryd.api.transport import GuardedSite
 
         self.api = await make_api_client(self.options.kubeconfig)
         prom = self.settings().prometheus
@@ -122,13 +126,16 @@ class Daemon:
         )
         app = build_app(self)
         # Bounded: open event streams must not hold a stopping replica past its grace period.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
+        # handler_cancellation: a client that goes away ends its handler at once (an event
+        # stream frees its slot now, not at its next heartbeat write).
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
+                               handler_cancellation=True)
         await runner.setup()
         # Bind the socket ourselves so port 0 works and the chosen port is known.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.options.host, self.options.port))
-        site = web.SockSite(runner, sock)
+        site = GuardedSite(runner, sock, app[STATE].guard)
         await site.start()
         self.url = f"http://{self.options.host}:{sock.getsockname()[1]}"
         return runner

@@ -26,11 +26,12 @@ from prometheus_client import (
     generate_latest,
 )
 
-from canaryd.api import events, openapi, rollouts
+from canaryd.api import events, openapi, problems, rollouts
 from canaryd.api.auth import TokenSource
 from canaryd.api.body import MAX_BODY, too_large
 from canaryd.api.context import IDENTITY, STATE, ApiState, Handler, Hub
 from canaryd.api.problems import Problem
+from canaryd.api.transport import Guard
 
 if TYPE_CHECKING:
     from canaryd.daemon import Daemon
@@ -38,13 +39,14 @@ if TYPE_CHECKING:
 access_log = structlog.get_logger("canaryd.access")
 log = structlog.get_logger("canaryd.api")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request" (metrics and logs only)
 OPENAPI: web.AppKey[bytes] = web.AppKey("canaryd_openapi", bytes)
 
 
 class ApiMetrics:
     """Request counts and latencies per route template (bounded label values)."""
 
-    def __init__(self, registry: CollectorRegistry, hub: Hub) -> None:
+    def __init__(self, registry: CollectorRegistry, hub: Hub, guard: Guard) -> None:
         self.requests = Histogram(
             "canaryd_api_request_duration_seconds", "API request latency (streams: lifetime)",
             ["method", "route", "status"], registry=registry,
@@ -53,6 +55,9 @@ class ApiMetrics:
         self.streams = Gauge("canaryd_api_event_streams", "Open rollout event streams",
                              registry=registry)
         self.streams.set_function(lambda: float(hub.followers))
+        self.connections = Gauge("canaryd_api_connections", "Open HTTP connections",
+                                 registry=registry)
+        self.connections.set_function(lambda: float(guard.open))
 
 
 API_METRICS: web.AppKey[ApiMetrics] = web.AppKey("canaryd_api_metrics", ApiMetrics)
@@ -74,6 +79,9 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except (asyncio.CancelledError, ConnectionError):
+        status = CLIENT_CLOSED  # the client went away: not a server error
+        raise
     finally:
         elapsed = time.perf_counter() - started
         identity = request.get(IDENTITY)
@@ -85,9 +93,19 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
             request.method, _route(request), str(status)).observe(elapsed)
 
 
+def _undecodable_header(request: web.Request) -> str | None:
+    """The first header whose value is not UTF-8 (aiohttp keeps such bytes as surrogates)."""
+    for name, value in request.headers.items():
+        if not value.isascii() and any("\udc80" <= ch <= "\udcff" for ch in value):
+            return name
+    return None
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if (name := _undecodable_header(request)) is not None:
+            raise problems.bad_parameter(name, "the header value is not UTF-8 text")
         return await handler(request)
     except Problem as problem:
         return problem.response(request.path)
@@ -164,8 +182,9 @@ def build_app(
     if len(tokens.table) == 0:
         log.warning("no API tokens configured: every /api/v1 call will be refused (401)")
     app = web.Application(middlewares=[access, errors], client_max_size=MAX_BODY)
-    app[STATE] = state = ApiState(daemon=daemon, tokens=tokens, heartbeat=heartbeat)
-    app[API_METRICS] = ApiMetrics(daemon.metrics.registry, state.hub)
+    app[STATE] = state = ApiState(daemon=daemon, tokens=tokens, heartbeat=heartbeat,
+                                  guard=Guard(daemon.options.http_limits))
+    app[API_METRICS] = ApiMetrics(daemon.metrics.registry, state.hub, state.guard)
     app[OPENAPI] = json.dumps(openapi.document(), indent=2, sort_keys=True).encode()
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_closing)

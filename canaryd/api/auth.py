@@ -131,6 +131,13 @@ class TokenSource:
             return None
         try:
             raw = self.path.read_bytes()
+        except FileNotFoundError:
+            if self._file_digest is None:
+                raise TokenError(f"{self.path}: no such file") from None
+            # Removed after it was loaded (the Secret deleted, the mount gone): its tokens
+            # are revoked, as if it had been emptied. An unreadable file is different: the
+            # previous tokens stay until it can be read again.
+            raw = b""
         except OSError as exc:
             raise TokenError(f"{self.path}: cannot read ({exc.strerror})") from None
         return raw.decode("utf-8", "replace"), hashlib.sha256(raw).digest()
@@ -161,7 +168,10 @@ class TokenSource:
             return False
         self.table = table
         self.last_error = None
-        log.info("api tokens reloaded", count=len(table))
+        if self.path is not None and not self.path.exists():
+            log.warning("api tokens file removed; its tokens are revoked", count=len(table))
+        else:
+            log.info("api tokens reloaded", count=len(table))
         return True
 
     async def watch(self, stop: asyncio.Event, interval: float = 2.0) -> None:

@@ -7,6 +7,7 @@ manifest has no use for them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -74,15 +75,22 @@ def parse(raw: bytes, content_type: str) -> dict[str, Any]:
     return doc
 
 
-async def read_document(request: web.Request, *, limit: int = MAX_BODY) -> dict[str, Any]:
-    """Read at most `limit` bytes (413 beyond, whatever Content-Length claims), then parse."""
+async def read_document(request: web.Request, *, limit: int = MAX_BODY,
+                        within: float = 15.0) -> dict[str, Any]:
+    """Read at most `limit` bytes (413 beyond, whatever Content-Length claims) within
+    `within` seconds (408 after), then parse."""
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(within):
+            while chunk := await request.content.read(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(408, "Request timeout",
+                      f"the request body was not complete within {within:g}s") from None
     return parse(b"".join(chunks), request.content_type)

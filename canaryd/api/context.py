@@ -13,6 +13,7 @@ from aiohttp import web
 
 from canaryd.api.auth import Identity, Role, TokenSource
 from canaryd.api.problems import Problem
+from canaryd.api.transport import Guard, HttpLimits
 from canaryd.api.writer import RolloutWriter
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class ApiState:
     hub: Hub = field(default_factory=Hub)
     heartbeat: float = 15.0
     writer: RolloutWriter | None = None
+    guard: Guard = field(default_factory=lambda: Guard(HttpLimits()))
 
     @property
     def controller(self) -> Controller:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from canaryd.api import problems, stream
 from canaryd.api.auth import Role
-from canaryd.api.context import STATE, requires
+from canaryd.api.context import IDENTITY, STATE, requires
 from canaryd.api.rollouts import lookup, path_names
 
 RETRY_MS = 2000
@@ -37,7 +37,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     ns, name = path_names(request)
     last = _resume_from(request)
     key = f"{ns}/{name}"
-    with state.hub.subscribe(key) as changed:
+    with state.guard.stream(request[IDENTITY].name), state.hub.subscribe(key) as changed:
         obj = await lookup(request, ns, name)
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream",
@@ -48,7 +48,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         try:
             await _follow(response, request, key, obj, last, changed)
             await response.write_eof()
-        except ConnectionResetError:
+        except ConnectionError:
             pass  # the client went away: nothing left to send
     return response
 
@@ -69,11 +69,18 @@ async def _follow(
         elif seen_in_cache:
             await response.write(stream.Event("deleted", {"rollout": key}).encode())
             return
+        sent_verdict = False
         for event in stream.events_after(obj, last):
             await response.write(event.encode())
+            sent_verdict = sent_verdict or event.kind == "verdict"
             if event.position is not None:
                 last = event.position
-        if stream.done(obj, last):
+        if stream.phase_of(obj).terminal:
+            # Finished: what was left has been sent. The verdict ends the stream, even for
+            # a Last-Event-ID past it (nothing else would ever close that one).
+            final = stream.verdict(obj)
+            if not sent_verdict and last != final.position:
+                await response.write(final.encode())
             return
         try:
             await asyncio.wait_for(changed.wait(), timeout=state.heartbeat)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 import structlog
@@ -27,6 +28,7 @@ from canaryd.core.names import check_label, check_subdomain
 log = structlog.get_logger("canaryd.api")
 BASE = "/api/v1/rollouts"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
+LIMIT_TEXT = re.compile(r"^[0-9]{1,4}$")
 # Which phases each action applies to (as the state machine reads it); anything else would
 # be dropped by the controller, so it is refused here with the reason.
 ACTION_PHASES: dict[str, frozenset[Phase]] = {
@@ -108,7 +110,7 @@ async def create(request: web.Request) -> web.Response:
     key = admission.check_idempotency_key(request.headers.get("Idempotency-Key"))
     if dry_run:
         key = None  # nothing is created, so there is nothing to replay or to remember
-    doc = await body.read_document(request)
+    doc = await body.read_document(request, within=state.guard.limits.body_timeout)
     admitted = admission.validate(doc, state.daemon.settings())
     if admitted.spec.supersede:
         require(request, Role.OPERATE, "spec.supersede (rolling back a running rollout)")
@@ -184,7 +186,9 @@ def _limit(request: web.Request) -> int:
     text = request.query.get("limit")
     if text is None or text == "":
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    # ASCII digits only, and few of them: str.isdigit() accepts "²" and full-width digits,
+    # which int() then refuses or reads.
+    if not LIMIT_TEXT.match(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise problems.bad_parameter("limit", f"an integer from 1 to {MAX_LIMIT}")
     return int(text)
 

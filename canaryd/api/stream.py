@@ -17,6 +17,7 @@ checks are capped) is reported as one `gap` event rather than silently skipped.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,16 +54,28 @@ def format_id(position: Position) -> str:
     return f"{seq}.final" if sub == FINAL else f"{seq}.{sub}"
 
 
+_EVENT_ID = re.compile(r"^([0-9]{1,15})(?:\.([0-9]{1,9}|final))?$")  # ASCII digits only
+
+
 def parse_id(text: str | None) -> Position | None:
-    """The position a Last-Event-ID names; None when absent, ValueError when malformed."""
+    """The position a Last-Event-ID names; None when absent, ValueError when malformed.
+    Only ids this server issues parse (not `1_0`, not full-width digits): the check is one
+    anchored match over at most a few dozen characters."""
     if text is None or not text.strip():
         return None
-    seq_text, _, sub_text = text.strip().partition(".")
-    seq = int(seq_text)
+    match = _EVENT_ID.match(text.strip())
+    if match is None:
+        raise ValueError("not an event id")
+    seq, sub_text = int(match.group(1)), match.group(2)
     sub = FINAL if sub_text == "final" else (int(sub_text) if sub_text else 0)
-    if seq < 0 or sub < 0 or seq > 1 << 40:
-        raise ValueError("out of range")
     return (seq, sub)
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer as written by canaryd, or None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def phase_of(obj: dict[str, Any]) -> Phase:
@@ -88,20 +101,20 @@ def snapshot(obj: dict[str, Any]) -> Event:
     })
 
 
-def _transition(entry: dict[str, Any]) -> Event:
+def _transition(entry: dict[str, Any], seq: int) -> Event:
     data = {k: entry.get(k) for k in ("seq", "time", "source", "phase", "trigger", "reason")}
     data["weights"] = entry.get("weights")
-    return Event("transition", data, (int(entry["seq"]), 0))
+    return Event("transition", data, (seq, 0))
 
 
-def _check(check: dict[str, Any], index: int) -> Event:
+def _check(check: dict[str, Any], index: int, seq: int) -> Event:
     keys = ("seq", "time", "metric", "value", "unit", "stableValue", "requests",
             "errors", "stableErrors", "canaryShare", "threshold", "verdict", "reason", "query")
     data = {k: check.get(k) for k in keys}
-    step = int(check.get("stepIndex", check.get("step")) or 0)  # `step` in older status
+    step = _count(check.get("stepIndex", check.get("step"))) or 0  # `step` in older status
     data["stepIndex"], data["stepNumber"] = step, step + 1
     data["index"] = index
-    return Event("check", data, (int(check.get("seq", 0)), index))
+    return Event("check", data, (seq, index))
 
 
 def verdict(obj: dict[str, Any]) -> Event:
@@ -113,18 +126,37 @@ def verdict(obj: dict[str, Any]) -> Event:
         "reason": status.get("reason", ""),
         "weights": status.get("weights"),
         "failures": status.get("failures", 0),
-    }, (int(status.get("sequence", 0)), FINAL))
+    }, (_sequence(status), FINAL))
+
+
+def _status(obj: dict[str, Any]) -> dict[str, Any]:
+    status = obj.get("status")
+    return status if isinstance(status, dict) else {}
+
+
+def _sequence(status: dict[str, Any]) -> int:
+    return _count(status.get("sequence")) or 0
+
+
+def _entries(status: dict[str, Any], key: str) -> list[tuple[dict[str, Any], int]]:
+    """The entries of status[key] that carry a usable seq (others are skipped: whoever
+    wrote them, they cannot be placed in the stream)."""
+    items = status.get(key)
+    out = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and (seq := _count(item.get("seq", 0))) is not None:
+            out.append((item, seq))
+    return out
 
 
 def recorded(obj: dict[str, Any]) -> list[Event]:
     """Every event status still holds, in stream order (verdict last, if terminal)."""
-    status = obj.get("status") or {}
-    events = [_transition(h) for h in status.get("history") or [] if "seq" in h]
+    status = _status(obj)
+    events = [_transition(h, seq) for h, seq in _entries(status, "history") if "seq" in h]
     subs: dict[int, int] = {}
-    for check in status.get("checks") or []:
-        seq = int(check.get("seq", 0))
+    for check, seq in _entries(status, "checks"):
         subs[seq] = subs.get(seq, 0) + 1
-        events.append(_check(check, subs[seq]))
+        events.append(_check(check, subs[seq], seq))
     events.sort(key=lambda e: e.position or START)
     if phase_of(obj).terminal:
         events.append(verdict(obj))
@@ -137,15 +169,31 @@ def events_after(obj: dict[str, Any], after: Position | None) -> list[Event]:
     start = after or START
     every = recorded(obj)
     events = [e for e in every if (e.position or START) > start]
-    status = obj.get("status") or {}
-    present = {e.position[0] for e in every if e.position is not None}
-    missing = [s for s in range(start[0] + 1, int(status.get("sequence", 0)) + 1)
-               if s not in present]
-    if missing:
-        gap = Event("gap", {"from": missing[0], "to": missing[-1], "missing": len(missing),
-                            "detail": "older events are no longer kept in the rollout status"})
-        return [gap, *events]
-    return events
+    gap = _gap(start[0] + 1, _sequence(_status(obj)),
+               {e.position[0] for e in every if e.position is not None})
+    return [gap, *events] if gap is not None else events
+
+
+def _gap(lo: int, hi: int, present: set[int]) -> Event | None:
+    """The seqs in lo..hi that status no longer holds, as one event. O(len(present)), not
+    O(hi - lo): a status may claim any sequence number."""
+    if hi < lo:
+        return None
+    held = sorted(s for s in present if lo <= s <= hi)
+    missing = (hi - lo + 1) - len(held)
+    if missing <= 0:
+        return None
+    first, last = lo, hi
+    for s in held:  # ascending: skip the held run at the start
+        if s != first:
+            break
+        first += 1
+    for s in reversed(held):  # descending: skip the held run at the end
+        if s != last:
+            break
+        last -= 1
+    return Event("gap", {"from": first, "to": last, "missing": missing,
+                         "detail": "older events are no longer kept in the rollout status"})
 
 
 def done(obj: dict[str, Any], last: Position | None) -> bool:

@@ -11,8 +11,9 @@ import structlog
 from kubernetes_asyncio import client
 
 from canaryd.api.auth import Role, TokenError, TokenSource, TokenTable, parse_entries
+from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served, serve_api
-from tests.api.support import TOKENS, auth, manifest
+from tests.api.support import TOKENS, auth, manifest, tokens_yaml
 
 ROLLOUT = "/api/v1/rollouts/demo/podinfo-v2"
 # Every guarded endpoint with the least role it needs.
@@ -125,6 +126,26 @@ async def test_a_rotated_token_file_takes_effect_and_a_broken_one_is_ignored(
     assert not tokens.reload_if_changed()
     assert tokens.last_error is not None
     async with http.get("/api/v1/whoami", headers=rotated) as resp:
+        assert resp.status == 200
+
+
+async def test_removing_the_tokens_file_revokes_its_tokens(
+    served: Served, http: aiohttp.ClientSession, tokens_file: Path,
+) -> None:
+    async with http.get("/api/v1/whoami", headers=auth("read")) as resp:
+        assert resp.status == 200
+    tokens_file.unlink()
+
+    async def revoked() -> bool:
+        async with http.get("/api/v1/whoami", headers=auth("read")) as resp:
+            return resp.status == 401
+
+    # Through the watch the server runs, not a direct reload.
+    await eventually(revoked, timeout=10, what="the removed file's tokens refused")
+    assert served.state.tokens.last_error is None
+    tokens_file.write_text(tokens_yaml())
+    assert served.state.tokens.reload_if_changed()
+    async with http.get("/api/v1/whoami", headers=auth("read")) as resp:
         assert resp.status == 200
 
 

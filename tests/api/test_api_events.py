@@ -152,6 +152,56 @@ async def test_a_stream_opened_after_the_end_replays_everything(
         assert [m.event async for m in messages(r)] == ["state"]
 
 
+async def test_a_finished_rollout_ends_the_stream_whatever_the_last_event_id(
+    http: aiohttp.ClientSession, kube: client.ApiClient, served: Served,
+) -> None:
+    await create(http)
+    expected = await play(StatusWriter(kube, "demo", "podinfo-v2"))
+
+    async def finished() -> bool:
+        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        return (obj.get("status") or {}).get("phase") == "Succeeded"
+
+    await eventually(finished, timeout=10, what="Succeeded in the cache")
+    # Past the end (the probe's case: that stream was never closed), or mid-way.
+    for last, ids in (("999", [expected[-1]]), ("99.final", [expected[-1]]),
+                      (expected[2], expected[3:])):
+        async with http.get(EVENTS, headers={**auth("read"), "Last-Event-ID": last},
+                            timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            got = [m async for m in messages(resp)]
+        assert [m.id for m in got if m.id] == ids, last
+        assert got[-1].event == "verdict"
+
+
+async def test_a_status_claiming_a_huge_sequence_costs_its_size_not_that_number(
+    http: aiohttp.ClientSession, kube: client.ApiClient, served: Served,
+) -> None:
+    """`sequence: 100000000`, as any client with status access can write: the stream says
+    what is missing as one gap event (it used to list every missing number)."""
+    await create(http)
+    writer = StatusWriter(kube, "demo", "podinfo-v2")
+    await writer.transition("Progressing", "step 1/2 at 20%", canary=20)
+    writer.status["sequence"] = 100_000_000
+    await writer.transition("Progressing", "step 2/2 at 50%", canary=50)
+
+    async def cached() -> bool:
+        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        return (obj.get("status") or {}).get("sequence") == 100_000_001
+
+    await eventually(cached, timeout=10, what="the sequence in the cache")
+    async with http.get(EVENTS, headers=auth("read"),
+                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        got = []
+        async for m in messages(resp):
+            got.append(m)
+            if m.id == "100000001":
+                break
+    kinds = [m.event for m in got]
+    assert kinds == ["state", "gap", "transition", "transition"]
+    gap = json.loads(got[1].data)
+    assert (gap["from"], gap["to"], gap["missing"]) == (2, 100_000_000, 99_999_999)
+
+
 async def test_a_deleted_rollout_ends_its_stream(
     http: aiohttp.ClientSession, kube: client.ApiClient, served: Served,
 ) -> None:
@@ -177,8 +227,13 @@ async def test_streams_of_unknown_rollouts_and_bad_ids_are_refused(
     async with http.get(EVENTS, headers=auth("read")) as resp:
         assert resp.status == 404
     await create(http)
-    async with http.get(EVENTS, headers={**auth("read"), "Last-Event-ID": "x.y"}) as resp:
-        assert resp.status == 400
+    # int() reads "1_0" as 10 and full-width digits as digits; ids this server issues
+    # are ASCII digits only.
+    for bad in ("x.y", "1_0", "\uff11\uff12", "1.2_0", "-1", "1e3", "9" * 40):
+        async with http.get(EVENTS, headers={**auth("read"), "Last-Event-ID": bad}) as resp:
+            assert resp.status == 400, bad
+            problem = await resp.json(content_type=None)
+            assert problem["errors"][0]["parameter"] == "Last-Event-ID"
 
 
 async def test_stopping_the_server_ends_open_streams_at_once(
@@ -233,6 +288,16 @@ def test_events_no_longer_kept_in_status_are_reported_as_a_gap() -> None:
     # status written before checks said `stepIndex` (`step`, 0-based) still reads
     assert (events[2].data["stepIndex"], events[2].data["stepNumber"]) == (1, 2)
     assert [e.kind for e in stream.events_after(_obj(status), (5, 0))] == ["check"]
+    gap = stream.events_after(_obj({**status, "sequence": 10**12}), None)[0]
+    assert (gap.data["from"], gap.data["to"], gap.data["missing"]) == (1, 10**12, 10**12 - 2)
+
+
+def test_entries_that_cannot_be_placed_in_the_stream_are_skipped() -> None:
+    status = {"phase": "Progressing", "sequence": "many", "history": [
+        {"seq": "7", "time": "t"}, {"seq": -1}, "junk", {"seq": 2, "time": "t"}],
+        "checks": [{"seq": True}, 5]}
+    assert [e.id for e in stream.events_after(_obj(status), None)] == ["2"]
+    assert [e.id for e in stream.events_after(_obj({"history": "x"}), None)] == []
 
 
 def test_the_verdict_comes_once_the_phase_is_terminal() -> None:
