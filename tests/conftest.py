@@ -1,5 +1,19 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures and hooks."""
 
-from tests.realkube import kube_backend, pytest_generate_tests, real_kube
+from tests.realkube import (
+    kube_backend,
+    pytest_configure,
+    pytest_generate_tests,
+    pytest_report_header,
+    pytest_terminal_summary,
+    real_kube,
+)
 
-__all__ = ["kube_backend", "pytest_generate_tests", "real_kube"]
+__all__ = [
+    "kube_backend",
+    "pytest_configure",
+    "pytest_generate_tests",
+    "pytest_report_header",
+    "pytest_terminal_summary",
+    "real_kube",
+]

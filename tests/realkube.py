@@ -8,15 +8,47 @@ Without the binaries the real cases skip, saying how to build them; with CI=true
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from canaryd.sandbox.realkube import BinariesNotBuiltError, RealKube, find_binaries
 from canaryd.sandbox.realkube.binaries import versions
 
-_started: list[RealKube] = []
+_REPORT_ENV = "CANARYD_REALKUBE_REPORT_DIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Workers inherit the directory; each control plane started writes a line there, and
+    # the controlling process prints them in the summary.
+    if _REPORT_ENV not in os.environ:
+        os.environ[_REPORT_ENV] = tempfile.mkdtemp(prefix="canaryd-realkube-report-")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        found = find_binaries()
+    except BinariesNotBuiltError as exc:
+        return f"real control plane: not built, its tests skip ({exc})"
+    v = versions()
+    return (f"real control plane: Kubernetes {v['kubernetes']}, etcd {v['etcd']}, kwok "
+            f"{v['kwok']} ({found.bin_dir})")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    folder = Path(os.environ.get(_REPORT_ENV, ""))
+    if not folder.is_dir() or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for path in sorted(folder.glob("*.json")):
+        terminalreporter.write_line("real control plane " + path.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def require_binaries() -> None:
@@ -34,17 +66,19 @@ def real_kube() -> Iterator[RealKube]:
     require_binaries()
     kube = RealKube()
     asyncio.run(kube.start())
-    _started.append(kube)
-    v = versions()
-    print(
-        f"\nreal control plane: Kubernetes {v['kubernetes']}, etcd {v['etcd']}, kwok "
-        f"{v['kwok']}; ready in {kube.timings.total:.1f} s, "
-        f"{sum(kube.memory().values()) / 2**20:.0f} MiB"
-    )
+    report = {**versions(), "ready_seconds": round(kube.timings.total, 1),
+              "rss_mib_at_start": round(sum(kube.memory().values()) / 2**20)}
     try:
         yield kube
     finally:
+        report["rss_mib_at_end"] = round(sum(kube.memory().values()) / 2**20)
+        report["rss_mib_by_part_at_end"] = {
+            name: round(rss / 2**20) for name, rss in kube.memory().items()}
         asyncio.run(kube.stop())
+        folder = Path(os.environ.get(_REPORT_ENV, tempfile.gettempdir()))
+        name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with contextlib.suppress(OSError):
+            (folder / f"{name}.json").write_text(json.dumps(report))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -271,7 +271,16 @@ async def _wait_served(api: client.ApiClient, crd: dict[str, Any], deadline: flo
     # Registration is asynchronous on a real API server (the CRD becomes Established first);
     # listing each served version is the check that matters to clients.
     custom = client.CustomObjectsApi(api)
+    extensions = client.ApiextensionsV1Api(api)
     group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+    while True:
+        stored = await extensions.read_custom_resource_definition(crd["metadata"]["name"])
+        conditions = {c.type: c.status for c in (stored.status.conditions or [])}
+        if conditions.get("Established") == "True":
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise SandboxError(f"{crd['metadata']['name']} is not Established: {conditions}")
+        await asyncio.sleep(0.05)
     for version in (v["name"] for v in crd["spec"]["versions"] if v.get("served")):
         while True:
             try:

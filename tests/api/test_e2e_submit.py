@@ -12,25 +12,29 @@ import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes_asyncio import client, config
 
+from canaryd.sandbox.realkube import RealKube
 from canaryd.sandbox.runner import Sandbox
 from tests.api.support import CONFIG, EXAMPLE, TOKENS, tokens_yaml
 
 pytestmark = pytest.mark.prometheus
 CANARYD = [sys.executable, "-m", "canaryd"]
+# The pipeline's path, against the embedded emulator and the real control plane.
+KUBE_BACKENDS = ("emulator", "real")
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
+async def sandbox(kube_backend: RealKube | None) -> AsyncIterator[Sandbox]:
     if shutil.which("prometheus") is None:
         if os.environ.get("CI"):
             pytest.fail("prometheus is required in CI")
         pytest.skip("prometheus is not installed")
-    async with Sandbox(rps=200) as sb:
+    async with Sandbox(rps=200, kube=kube_backend) as sb:
         await sb.wait_for_traffic(timeout=30)
         yield sb
 
@@ -64,10 +68,10 @@ async def serve(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[str]:
         log.close()
 
 
-def rollout_file(tmp_path: Path) -> Path:
+def rollout_file(tmp_path: Path, **analysis: Any) -> Path:
     body = yaml.safe_load(EXAMPLE.read_text())
     body["spec"]["plan"] = {"steps": [{"weight": 20}, {"weight": 50}]}
-    body["spec"]["analysis"] = {"profile": "sandbox", "interval": "3s"}
+    body["spec"]["analysis"] = {"profile": "sandbox", "interval": "3s", **analysis}
     path = tmp_path / "rollout.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
@@ -128,3 +132,24 @@ async def test_a_blue_green_rollout_works_unchanged_through_submit(
     assert "[canary 100% / stable 0%]" in out, "then the active service switched"
     assert "scaled to zero" in out
     assert "verdict: Succeeded" in out.strip().splitlines()[-1]
+
+
+async def test_a_tightened_threshold_submitted_through_the_api_is_the_one_in_force(
+    sandbox: Sandbox, serve: str, tmp_path: Path,
+) -> None:
+    """The per-rollout override survives the API, the CRD schema and storage, and is what
+    the checks are judged against (the profile says >= 99)."""
+    path = rollout_file(tmp_path, thresholds={"istio-success-rate": {"min": 99.5}})
+    code, out, err = await submit_wait(serve, path)
+    assert code == 0, out + err
+    assert re.search(r"istio-success-rate [0-9.]+% >= 99.5% ok$", out, re.MULTILINE), out
+    assert not re.search(r"istio-success-rate [0-9.]+% >= 99% ", out), out
+    api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    try:
+        stored = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "canaryd.io", "v1alpha1", "demo", "rollouts", "podinfo-v2")
+    finally:
+        await api.close()
+    assert stored["spec"]["analysis"]["thresholds"] == {"istio-success-rate": {"min": 99.5}}
+    success = [c for c in stored["status"]["checks"] if c["metric"] == "istio-success-rate"]
+    assert success and all("99.5" in c["threshold"] for c in success), success

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
+from tests.deploy.support import kubectl
 from tests.e2e.conftest import Env
 from tests.e2e.support import TERMINAL, canary_share, eventually, rollout_manifest
 
@@ -49,3 +54,19 @@ async def test_operator_abort_rolls_back_and_verifies(env: Env) -> None:
     assert await env.kube.vs_weights() == {"stable": 100, "canary": 0}
     rollout = await env.kube.rollout("podinfo-v2")
     assert "canaryd.io/action" not in (rollout["metadata"].get("annotations") or {})
+
+
+async def test_a_tightened_threshold_applied_with_kubectl_is_the_one_in_force(
+    env: Env, tmp_path: Path
+) -> None:
+    body = rollout_manifest()
+    body["spec"]["analysis"]["thresholds"] = {"istio-latency-p99": {"max": 150}}
+    path = tmp_path / "rollout.yaml"
+    path.write_text(yaml.safe_dump(body))
+    # Not subprocess.run: the emulator serves from this event loop.
+    assert env.sandbox.kubeconfig is not None
+    await kubectl(env.sandbox.kubeconfig, "apply", "-f", str(path))
+    status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=90)
+    assert status["phase"] == "Succeeded", status["reason"]
+    latency = [c for c in status["checks"] if c["metric"] == "istio-latency-p99"]
+    assert latency and all("150" in c["threshold"] for c in latency), latency

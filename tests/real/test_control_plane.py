@@ -97,11 +97,14 @@ def rollout(name: str, **analysis: Any) -> dict[str, Any]:
 
 
 async def test_generated_rollout_crd_installs_and_keeps_threshold_overrides(
-    real_kube: RealKube, api: client.ApiClient
+    real_kube: RealKube, api: client.ApiClient, tmp_path: Path
 ) -> None:
-    # The generator's own output, not the checked-in file (a test compares the two).
+    # The generator's own output, not the checked-in file (a test compares the two);
+    # install_crds waits until it is Established and served.
     generated = crd.rollout_crd()
-    assert await install_crds(api, [p for p in crd_paths() if "rollout" in p.name], timeout=90)
+    path = tmp_path / "rollout-crd.yaml"
+    path.write_text(crd.render())
+    assert await install_crds(api, [path], timeout=90)
     ext = client.ApiextensionsV1Api(api)
     stored = await ext.read_custom_resource_definition(generated["metadata"]["name"])
     conditions = {c.type: c.status for c in stored.status.conditions}

@@ -21,6 +21,7 @@ from kubernetes_asyncio import client, config
 
 from canaryd.sandbox.realkube import RealKube
 from canaryd.sandbox.runner import Sandbox
+from tests.deploy.support import kubectl
 from tests.deploy.test_rbac import NAMESPACE, UNUSED_BY_DESIGN, installed_rules
 from tests.e2e.support import CONFIG, ROOT, TERMINAL, Kube, rollout_manifest
 from tests.e2e.test_bluegreen import manifest as bluegreen_manifest
@@ -62,11 +63,8 @@ async def service_account_kubeconfig(api: client.ApiClient, kube: RealKube, path
 async def test_canaryd_runs_a_canary_and_a_blue_green_as_its_own_service_account(
     sandbox: Sandbox, audited_kube: RealKube, tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        ["kubectl", f"--kubeconfig={sandbox.kubeconfig}", "apply", "-k", str(ROOT / "deploy")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    assert sandbox.kubeconfig is not None
+    await kubectl(sandbox.kubeconfig, "apply", "-k", str(ROOT / "deploy"))
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
     kube = Kube(api)
     kubeconfig = await service_account_kubeconfig(api, audited_kube, tmp_path / "sa-kubeconfig")

@@ -14,6 +14,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from canaryd.daemon import Daemon, DaemonOptions
+from canaryd.sandbox.realkube import RealKube
 from canaryd.sandbox.runner import Sandbox
 from canaryd.sandbox.testing import eventually
 
@@ -138,9 +139,10 @@ class Harness:
 
 
 @asynccontextmanager
-async def running_canaryd() -> AsyncIterator[Harness]:
-    """A sandbox (API server, mesh, real Prometheus) and canaryd, in-process."""
-    async with Sandbox() as sandbox:
+async def running_canaryd(kube: RealKube | None = None) -> AsyncIterator[Harness]:
+    """A sandbox (API server, mesh, real Prometheus) and canaryd, in-process; `kube`: on
+    that real control plane instead of the embedded emulator."""
+    async with Sandbox(kube=kube) as sandbox:
         daemon = Daemon(DaemonOptions(
             config=CONFIG, kubeconfig=str(sandbox.kubeconfig), host="127.0.0.1", port=0,
             prometheus_url=sandbox.prometheus_url, identity="routers-e2e",
