@@ -114,6 +114,7 @@ class Sandbox:
             "prometheus_url": self.prometheus_url,
             "mesh_metrics_url": self.mesh_metrics_url,
             "workdir": str(self.workdir),
+            **({"kube_workdir": str(self.real_kube.workdir)} if self.real_kube else {}),
         }
 
     @staticmethod
