@@ -110,7 +110,8 @@ async def create(request: web.Request) -> web.Response:
     key = admission.check_idempotency_key(request.headers.get("Idempotency-Key"))
     if dry_run:
         key = None  # nothing is created, so there is nothing to replay or to remember
-    doc = await body.read_document(request, within=state.guard.limits.body_timeout)
+    doc = await body.read_document(request, state.guard.decode,
+                                   within=state.guard.limits.body_timeout)
     admitted = admission.validate(doc, state.daemon.settings())
     if admitted.spec.supersede:
         require(request, Role.OPERATE, "spec.supersede (rolling back a running rollout)")
@@ -172,10 +173,12 @@ def _encode_continue(key: str) -> str:
 
 
 def _decode_continue(token: str) -> str:
+    if len(token) > 1024:  # the tokens this server issues are a key's length
+        raise problems.bad_parameter("continue", "not a token this server issued")
     try:
         padded = token + "=" * (-len(token) % 4)
         after = json.loads(base64.urlsafe_b64decode(padded.encode()))["after"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         raise problems.bad_parameter("continue", "not a token this server issued") from None
     if not isinstance(after, str):
         raise problems.bad_parameter("continue", "not a token this server issued")

@@ -36,6 +36,7 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from canaryd.api.body import Decoder
 from canaryd.api.problems import CONTENT_TYPE, Problem
 
 log = structlog.get_logger("canaryd.access")
@@ -208,6 +209,7 @@ class Guard:
         self.refused = 0
         self.timeouts = 0
         self.streams: Counter[str] = Counter()
+        self.decode = Decoder()
 
     def protocol(self, server: web.Server, loop: asyncio.AbstractEventLoop,
                  ) -> asyncio.BaseProtocol:
