@@ -172,6 +172,11 @@ class Sandbox:
         if self.with_example_app:
             created = await example_app.apply_example_app(self._kube, rps=self.rps)
             log.info("sandbox.example_app.applied", created=created)
+            if self.real_kube is not None:
+                # Real Pods take a moment (scheduler, kwok); the mesh starts on a settled app.
+                from canaryd.sandbox.realkube import crds as real_crds
+
+                await real_crds.wait_deployments_available(self._kube, example_app.NAMESPACE)
 
         self.mesh = Mesh(kubeconfig=str(self.kubeconfig), tick=self.mesh_tick)
         await self.mesh.start(host=self.host, port=0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,13 @@ async def api(real_kube: RealKube) -> AsyncIterator[client.ApiClient]:
         yield api
     finally:
         await api.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_namespace_after_module(real_kube: RealKube) -> Iterator[None]:
+    yield
+    # Rollouts left here would be seen by the daemons of later tests on this server.
+    kubectl(real_kube, "delete", "namespace", NS, "--wait=false", "--ignore-not-found")
 
 
 def kubectl(

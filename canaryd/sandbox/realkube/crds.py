@@ -88,3 +88,26 @@ async def reset_namespace(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"namespace {name} still terminating after {timeout}s")
         await asyncio.sleep(0.25)
+
+
+async def wait_deployments_available(
+    api: client.ApiClient,
+    namespace: str,
+    timeout: float = 120,  # noqa: ASYNC109 (the scheduler's and kwok's pace)
+) -> None:
+    """Until every Deployment in the namespace with replicas has them all available."""
+    apps = client.AppsV1Api(api)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        listed = await apps.list_namespaced_deployment(namespace)
+        waiting = [
+            d.metadata.name for d in listed.items
+            if (d.spec.replicas or 0) > 0
+            and ((d.status.available_replicas or 0) < d.spec.replicas
+                 or (d.status.observed_generation or 0) < d.metadata.generation)
+        ]
+        if not waiting:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"Deployments not available after {timeout}s: {waiting}")
+        await asyncio.sleep(0.25)
