@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from canaryd import __version__
 from canaryd.api import schemas
+from canaryd.api.rollouts import CONTINUE_PATTERN
 from canaryd.core.durations import DURATION_PATTERN, format_duration
 from canaryd.core.model import Phase, RolloutManifest
 
@@ -97,7 +98,8 @@ ONE = {"400": _problem("malformed path"), "404": _problem("no such rollout"),
 
 def _label_query(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": "string", "maxLength": 63}}
+            "schema": {"type": "string", "maxLength": 63,
+                       "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$"}}
 
 
 def _links() -> dict[str, Any]:
@@ -152,7 +154,8 @@ def paths() -> dict[str, Any]:
                                 "default": 100}},
                     {"name": "continue", "in": "query", "required": False,
                      "description": "metadata.continue of the previous page",
-                     "schema": {"type": "string"}},
+                     "schema": {"type": "string", "maxLength": 317,
+                                "pattern": CONTINUE_PATTERN}},
                 ],
                 "responses": {"200": _json("one page of rollouts", "RolloutList"),
                               "400": _problem("a bad query parameter"), **AUTH,
@@ -182,7 +185,11 @@ def paths() -> dict[str, Any]:
                     "409": _problem("an active rollout owns the target, or the name is taken"),
                     "413": _problem("body over the size limit"),
                     "415": _problem("not JSON or YAML"),
-                    "422": _problem("invalid fields, each with a JSON pointer"),
+                    "422": _problem(
+                        "invalid fields, each with a JSON pointer: against the schema, and "
+                        "against rules it cannot carry (plan vs strategy, one router kind, "
+                        "stable != canary, the live configuration's profiles, thresholds "
+                        "only tightening them)"),
                     "502": _problem("Kubernetes refused the write"),
                     "503": _problem("Kubernetes unavailable"),
                 },
