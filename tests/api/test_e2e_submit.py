@@ -80,10 +80,10 @@ def rollout_file(tmp_path: Path, **analysis: Any) -> Path:
 async def submit_wait(url: str, path: Path) -> tuple[int, str, str]:
     env = {**os.environ, "CANARYD_URL": url, "CANARYD_TOKEN": TOKENS["submit"]}
     proc = await asyncio.create_subprocess_exec(
-        *CANARYD, "submit", "-f", str(path), "--wait", "--timeout", "90s",
+        *CANARYD, "submit", "-f", str(path), "--wait", "--timeout", "130s",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=150)
     return proc.returncode or 0, out.decode(), err.decode()
 
 

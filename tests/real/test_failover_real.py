@@ -49,7 +49,7 @@ async def test_sigkill_of_the_leader_fails_over_on_a_real_lease(
             await rollouts.create(rollout_manifest(NAME))
             await rollouts.wait(
                 NAME, lambda s: s.get("phase") == "Progressing" and s.get("stepIndex", 0) >= 1,
-                timeout=60, what="step 2 in progress",
+                timeout=120, what="step 2 in progress",
             )
             cluster.replicas[first.holder].signal(signal.SIGKILL)
             killed = time.monotonic()
@@ -59,7 +59,7 @@ async def test_sigkill_of_the_leader_fails_over_on_a_real_lease(
             print(f"failover after SIGKILL on a real Lease: {failover:.2f}s")
             assert failover <= LEASE + RETRY * 1.2 + SLACK, failover
             assert new.transitions == first.transitions + 1
-            status = await rollouts.wait_phase(NAME, TERMINAL, timeout=90)
+            status = await rollouts.wait_phase(NAME, TERMINAL, timeout=120)
         assert status["phase"] == "Succeeded", status["reason"]
         assert_history_single(status, 3)
         assert status["controller"] == new.holder

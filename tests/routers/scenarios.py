@@ -18,7 +18,7 @@ async def healthy_canary_is_promoted(
 ) -> None:
     name = rollout["metadata"]["name"]
     await h.create_rollout(rollout)
-    status = await h.wait_phase(name, TERMINAL, timeout=60)
+    status = await h.wait_phase(name, TERMINAL, timeout=120)
     assert status["phase"] == "Succeeded", status.get("reason")
     assert status["weights"] == {"stable": 0, "canary": 100}
     assert await routed() == {"podinfo-stable": 0, "podinfo-canary": 100}
@@ -45,7 +45,7 @@ async def faulty_canary_is_rolled_back(
     await h.annotate_service(apex, {"sandbox.canaryd.io/rps": "500"})
     await h.annotate_deployment("podinfo-canary", {"sandbox.canaryd.io/error-ratio": "0.05"})
     await h.create_rollout(rollout)
-    status = await h.wait_phase(name, TERMINAL, timeout=60)
+    status = await h.wait_phase(name, TERMINAL, timeout=120)
     assert status["phase"] == "RolledBack", status.get("reason")
     assert status["reason"].endswith("traffic verified back on stable"), status["reason"]
     assert "linkerd-success-rate" in status["rollbackReason"]
