@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from canaryd.api import problems
 from canaryd.api.problems import FieldError
-from canaryd.api.stream import phase_of
 from canaryd.config import Settings
 from canaryd.core import model, plan, targets
 
@@ -144,28 +143,16 @@ def same_request(obj: dict[str, Any], admitted: Admitted) -> bool:
     return annotations.get(DIGEST_ANNOTATION) == admitted.digest
 
 
-def _entry(obj: dict[str, Any]) -> targets.Entry:
-    meta = obj["metadata"]
-    spec = obj.get("spec")
-    spec = spec if isinstance(spec, dict) else {}
-    return targets.Entry(
-        namespace=meta["namespace"], name=meta["name"], target=str(spec.get("target", "")),
-        created=str(meta.get("creationTimestamp", "")), phase=phase_of(obj),
-        supersede=spec.get("supersede") is True, claims=targets.claims(spec),
-    )
-
-
 @dataclass(frozen=True)
 class Busy:
     holder: str  # namespace/name of the active rollout
     shared: str  # what both would write, e.g. "VirtualService podinfo route primary"
 
 
-def blocking(cached: Iterable[dict[str, Any]], admitted: Admitted) -> Busy | None:
+def blocking(existing: Iterable[targets.Entry], admitted: Admitted) -> Busy | None:
     """The active rollout that holds something the candidate would write, if any, per the
-    same arbitration the controller applies: the candidate sorts after everything that
-    exists."""
-    existing = [_entry(o) for o in cached if (o.get("metadata") or {}).get("namespace")]
+    same arbitration the controller applies (`existing`: every cached rollout's entry): the
+    candidate sorts after everything that exists."""
     candidate = targets.Entry(
         namespace=admitted.namespace, name="\uffff(candidate)", target=admitted.spec.target,
         created="\uffff", phase=model.Phase.PENDING, supersede=admitted.spec.supersede,

@@ -75,7 +75,7 @@ async def _follow(
             sent_verdict = sent_verdict or event.kind == "verdict"
             if event.position is not None:
                 last = event.position
-        if stream.phase_of(obj).terminal:
+        if state.controller.cache.read(obj).terminal:
             # Finished: what was left has been sent. The verdict ends the stream, even for
             # a Last-Event-ID past it (nothing else would ever close that one).
             final = stream.verdict(obj)

@@ -17,9 +17,8 @@ from canaryd.api import admission, body, problems
 from canaryd.api.auth import Role
 from canaryd.api.context import IDENTITY, STATE, Handler, require, requires
 from canaryd.api.problems import Problem
-from canaryd.api.stream import phase_of
 from canaryd.api.writer import AlreadyExists
-from canaryd.core import plan
+from canaryd.core import plan, reading
 from canaryd.core.model import Phase
 from canaryd.core.names import check_label, check_subdomain
 
@@ -123,7 +122,8 @@ async def create(request: web.Request) -> web.Response:
         earlier = admission.find_idempotent(cache.values(), admitted.namespace, key)
         if earlier is not None:
             return _replay(earlier, admitted)
-    busy = admission.blocking(cache.values(), admitted)
+    busy = admission.blocking([reading.entry(o, cache.read(o)) for o in cache.values()],
+                              admitted)
     if busy is not None:
         raise Problem(409, "Target busy",
                       f"rollout {busy.holder} is active on {busy.shared} in namespace "
@@ -217,7 +217,7 @@ async def list_rollouts(request: web.Request) -> web.Response:
             continue
         if target is not None and spec.get("target") != target:
             continue
-        if phase_text is not None and phase_of(obj).value != phase_text:
+        if phase_text is not None and controller.cache.read(obj).label != phase_text:
             continue
         if len(items) == limit:
             more = f"{items[-1]['metadata']['namespace']}/{items[-1]['metadata']['name']}"
@@ -248,7 +248,13 @@ def action(name: str) -> Handler:
     async def act(request: web.Request) -> web.Response:
         ns, rollout = path_names(request)
         obj = await lookup(request, ns, rollout)
-        phase = phase_of(obj)
+        read = request.app[STATE].controller.cache.read(obj)
+        phase = read.phase
+        if phase is None:
+            raise Problem(409, "Action not applicable",
+                          f"rollout {ns}/{rollout} has a status canaryd cannot read "
+                          f"({read.problem[:300]}); fix or delete it first",
+                          extra={"phase": read.label})
         if phase not in ACTION_PHASES[name]:
             applies = ", ".join(sorted(p.value for p in ACTION_PHASES[name]))
             state_text = "has finished" if phase.terminal else "is"

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from canaryd.core import reading
 from canaryd.core.model import Phase
 
 FINAL = 1 << 30  # the verdict sorts after every check of the last seq
@@ -78,20 +79,15 @@ def _count(value: Any) -> int | None:
     return None
 
 
-def phase_of(obj: dict[str, Any]) -> Phase:
-    try:
-        return Phase((obj.get("status") or {}).get("phase", Phase.PENDING.value))
-    except ValueError:
-        return Phase.PENDING
-
-
 def snapshot(obj: dict[str, Any]) -> Event:
-    """Where the rollout stands now (no id: it is not part of the replayable history)."""
-    status = obj.get("status") or {}
+    """Where the rollout stands now (no id: it is not part of the replayable history). A
+    status canaryd cannot read shows as phase Unknown, with the reason."""
+    read = reading.read_status(obj)
+    status = _status(obj) if read.status is not None else {"reason": read.problem}
     meta = obj.get("metadata") or {}
     return Event("state", {
         "rollout": f"{meta.get('namespace')}/{meta.get('name')}",
-        "phase": phase_of(obj).value,
+        "phase": read.label,
         "stepIndex": status.get("stepIndex", 0),
         "stepNumber": int(status.get("stepIndex", 0)) + 1,
         "stepCount": status.get("stepCount"),
@@ -118,8 +114,8 @@ def _check(check: dict[str, Any], index: int, seq: int) -> Event:
 
 
 def verdict(obj: dict[str, Any]) -> Event:
-    status = obj.get("status") or {}
-    phase = phase_of(obj)
+    status = _status(obj)
+    phase = reading.read_status(obj).phase or Phase.PENDING
     return Event("verdict", {
         "phase": phase.value,
         "succeeded": phase is Phase.SUCCEEDED,
@@ -132,6 +128,12 @@ def verdict(obj: dict[str, Any]) -> Event:
 def _status(obj: dict[str, Any]) -> dict[str, Any]:
     status = obj.get("status")
     return status if isinstance(status, dict) else {}
+
+
+def _readable(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The status when canaryd can read it (so its entries are well-formed); None for one
+    it cannot: the stream of such a rollout is its snapshot alone."""
+    return _status(obj) if reading.read_status(obj).status is not None else None
 
 
 def _sequence(status: dict[str, Any]) -> int:
@@ -151,14 +153,16 @@ def _entries(status: dict[str, Any], key: str) -> list[tuple[dict[str, Any], int
 
 def recorded(obj: dict[str, Any]) -> list[Event]:
     """Every event status still holds, in stream order (verdict last, if terminal)."""
-    status = _status(obj)
+    status = _readable(obj)
+    if status is None:
+        return []
     events = [_transition(h, seq) for h, seq in _entries(status, "history") if "seq" in h]
     subs: dict[int, int] = {}
     for check, seq in _entries(status, "checks"):
         subs[seq] = subs.get(seq, 0) + 1
         events.append(_check(check, subs[seq], seq))
     events.sort(key=lambda e: e.position or START)
-    if phase_of(obj).terminal:
+    if reading.read_status(obj).terminal:
         events.append(verdict(obj))
     return events
 
@@ -169,7 +173,7 @@ def events_after(obj: dict[str, Any], after: Position | None) -> list[Event]:
     start = after or START
     every = recorded(obj)
     events = [e for e in every if (e.position or START) > start]
-    gap = _gap(start[0] + 1, _sequence(_status(obj)),
+    gap = _gap(start[0] + 1, _sequence(_readable(obj) or {}),
                {e.position[0] for e in every if e.position is not None})
     return [gap, *events] if gap is not None else events
 
@@ -198,4 +202,4 @@ def _gap(lo: int, hi: int, present: set[int]) -> Event | None:
 
 def done(obj: dict[str, Any], last: Position | None) -> bool:
     """Whether the client has seen the verdict: nothing more will ever follow."""
-    return last is not None and last[1] == FINAL and phase_of(obj).terminal
+    return last is not None and last[1] == FINAL and reading.read_status(obj).terminal

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from canaryd.core import conditions
 from canaryd.core import verdict as verdicts
 from canaryd.core.model import (
+    ACTION_ANNOTATION,
+    REASON_WRITTEN,
     CheckResult,
-    Condition,
     HistoryEntry,
     Phase,
     RolloutStatus,
@@ -89,6 +91,7 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
 HISTORY_KEPT = 100
 
 Action = Literal["pause", "resume", "promote", "abort"]
+ACTIONS: tuple[Action, ...] = ("pause", "resume", "promote", "abort")
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Observations:
     waiting_for: str | None = None
     superseded_by: str | None = None
     shared: str | None = None  # what the blocking / waited-for / superseding rollout holds
-    action: Action | None = None
+    action: str | None = None  # the canaryd.io/action annotation, as written
     invalid: str | None = None
     stable_scaled_down: bool | None = None
 
@@ -175,8 +178,12 @@ class _Builder:
     transitions: list[Transition] = field(default_factory=list)
     actions: list[SetWeights | ScaleDown] = field(default_factory=list)
     requeue: float | None = None
+    problem: conditions.Problem | None = None  # reported as Degraded=True
 
     def update(self, **changes: Any) -> None:
+        for name in ("reason", "rollback_reason"):
+            if isinstance(changes.get(name), str):
+                changes[name] = changes[name][:REASON_WRITTEN]
         self.status = self.status.model_copy(update=changes)
 
     def move(self, trigger: Trigger, message: str, **changes: Any) -> None:
@@ -186,6 +193,7 @@ class _Builder:
             raise IllegalTransition(f"{source} has no transition on {trigger}")
         if source is Phase.ROLLING_BACK and self.status.outcome is not None:
             target = self.status.outcome
+        message = message[:REASON_WRITTEN]
         self.transitions.append(Transition(source, target, trigger, message))
         seq = self.status.sequence + 1
         entry = HistoryEntry(seq=seq, time=self.now, source=source, phase=target,
@@ -410,9 +418,10 @@ def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
     want = b.status.weights
     if obs.router_error is not None:
         # Keep trying, and say why in status (kubectl get shows it) rather than wait silently.
-        stuck = f"cannot verify traffic yet, retrying: {obs.router_error}"
+        stuck = f"cannot verify traffic yet, retrying: {obs.router_error}"[:REASON_WRITTEN]
         if b.status.reason != stuck:
             b.update(reason=stuck)
+        b.problem = ("RouterError", obs.router_error)
         b.wake_in(1.0)
         return
     if obs.weights is not None and want is not None and obs.weights == want:
@@ -444,28 +453,22 @@ def _reconverge(b: _Builder, obs: Observations) -> None:
         b.actions.append(SetWeights(want.canary))
 
 
-def _conditions(status: RolloutStatus, now: datetime) -> list[Condition]:
-    phase = status.phase
-    wanted = {
-        "Completed": ("True" if phase.terminal else "False", phase.value),
-        "Promoted": (
-            "True" if phase is P.SUCCEEDED else ("False" if phase.terminal else "Unknown"),
-            phase.value,
-        ),
-        "Paused": ("True" if phase is P.PAUSED else "False", status.paused_by or phase.value),
-    }
-    old = {c.type: c for c in status.conditions}
-    out = []
-    for ctype, (value, reason) in wanted.items():
-        prev = old.get(ctype)
-        since = prev.last_transition_time if prev and prev.status == value else now
-        out.append(
-            Condition(
-                type=ctype, status=value, reason=reason, message=status.reason,
-                last_transition_time=since,
-            )
-        )
-    return out
+def _hold(b: _Builder, ctx: Context, obs: Observations) -> bool:
+    """Whether this tick must not move the rollout, with the reason as Degraded: an action
+    annotation that is no action (it may be a typo of abort), or a step beyond the plan."""
+    phase = b.status.phase
+    if obs.action is not None and obs.action not in ACTIONS:
+        b.problem = ("UnknownAction", (
+            f"{ACTION_ANNOTATION}={obs.action[:60]!r} is not an action "
+            f"({', '.join(ACTIONS)}); nothing moves until it is removed or replaced"))
+    elif phase in (P.PROGRESSING, P.PAUSED) and b.status.step_index >= len(ctx.steps):
+        b.problem = ("InvalidStatus", (
+            f"status.stepIndex {b.status.step_index} is beyond the plan's {len(ctx.steps)} "
+            "steps (did spec.plan change mid-flight?); nothing moves until it is fixed"))
+    else:
+        return False
+    b.wake_in(10.0)
+    return True
 
 
 def step_progress(status: RolloutStatus) -> str | None:
@@ -484,7 +487,9 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
     if not phase.terminal:
         if phase in (P.PROGRESSING, P.PAUSED, P.PROMOTING, P.ROLLING_BACK):
             _reconverge(b, obs)
-        if not _operator(b, ctx, obs):
+        if _hold(b, ctx, obs):
+            pass
+        elif not _operator(b, ctx, obs):
             if phase is P.PENDING:
                 _pending(b, ctx, obs)
             elif phase is P.PROGRESSING:
@@ -495,16 +500,16 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
     progress = step_progress(new)
     if progress != new.step_progress:
         new = new.model_copy(update={"step_progress": progress})
-    conditions = _conditions(new, b.now)
-    if conditions != list(new.conditions):
-        new = new.model_copy(update={"conditions": conditions})
+    wanted = conditions.of(new, b.problem, b.now)
+    if wanted != list(new.conditions):
+        new = new.model_copy(update={"conditions": wanted})
     if b.actions and new.phase in (P.PROMOTING, P.ROLLING_BACK):
         b.wake_in(0.0)
     return Decision(
         status=new,
         actions=tuple(dict.fromkeys(b.actions)),
         transitions=tuple(b.transitions),
-        clear_action=obs.action is not None,
+        clear_action=obs.action in ACTIONS,
         requeue_after=b.requeue,
     )
 

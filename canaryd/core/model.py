@@ -524,40 +524,53 @@ class Weights(Model):
     canary: int
 
 
+# Bounds on what canaryd reads back from status. Any client with status access can write it;
+# canaryd itself stays far inside these (history: 100 entries, checks: checksKept <= 200,
+# reasons clipped to REASON_WRITTEN characters), so a status outside them was not written by
+# canaryd and is read as unknown (canaryd.core.reading) instead of being acted on.
+HISTORY_MAX = 1000
+CHECKS_MAX = 1000
+REASON_MAX = 32768
+REASON_WRITTEN = 4096
+SEQUENCE_MAX = 2**53
+Count = Annotated[int, Field(ge=0, le=SEQUENCE_MAX)]
+Reason = Annotated[str, Field(max_length=REASON_MAX)]
+
+
 class RolloutStatus(Model):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
-    step_index: int = Field(
+    step_index: Count = Field(
         default=0, description="0-based index of the current step (spec.plan.steps[stepIndex])"
     )
-    step_count: int | None = Field(default=None, description="how many steps the plan has")
+    step_count: Count | None = Field(default=None, description="how many steps the plan has")
     step_progress: str | None = Field(
-        default=None, description="the current step as people count it, 1-based: '2/3' "
-        "('0/3' before the first step starts)"
+        default=None, max_length=64, description="the current step as people count it, "
+        "1-based: '2/3' ('0/3' before the first step starts)"
     )
     weights: Weights | None = None
     step_started_at: datetime | None = None
     phase_started_at: datetime | None = None
     last_analysis_at: datetime | None = None
-    passed_runs_in_step: int = 0
-    failures: int = 0
-    consecutive_failures: int = 0
-    consecutive_inconclusive: int = 0
-    checks: list[CheckResult] = Field(default_factory=list)
-    history: list[HistoryEntry] = Field(default_factory=list)
-    reason: str = ""
+    passed_runs_in_step: Count = 0
+    failures: Count = 0
+    consecutive_failures: Count = 0
+    consecutive_inconclusive: Count = 0
+    checks: list[CheckResult] = Field(default_factory=list, max_length=CHECKS_MAX)
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_MAX)
+    reason: Reason = ""
     paused_by: Literal["operator", "analysis", "gate"] | None = None
     resume_phase: Phase | None = None
-    rollback_reason: str | None = None
+    rollback_reason: Reason | None = None
     outcome: Phase | None = Field(
         default=None, description="the terminal phase a rollback or promotion will end in"
     )
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, max_length=64)
     controller: str | None = Field(default=None, description="the replica that last wrote")
     claimed_at: datetime | None = Field(
         default=None, description="when the current leader claimed this rollout (fencing)"
     )
-    sequence: int = Field(default=0, description="transition counter; events are numbered by it")
+    sequence: Count = Field(default=0, description="transition counter; events are numbered by it")
 
 
 def parse_status(raw: dict[str, Any] | None) -> RolloutStatus:

@@ -26,13 +26,13 @@ from canaryd.adapters.prometheus import PrometheusClient
 from canaryd.adapters.retry import kube_observer
 from canaryd.adapters.routers import RouterError, make_router
 from canaryd.config import Settings
-from canaryd.core import machine, plan, targets
-from canaryd.core.model import ACTION_ANNOTATION, Phase, RolloutSpec, RolloutStatus, parse_status
+from canaryd.core import conditions, machine, plan, reading, targets
+from canaryd.core.model import ACTION_ANNOTATION, Phase, RolloutSpec, RolloutStatus
 from canaryd.runtime.analysis import Analyzer, Job
+from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.metrics import DaemonMetrics
 
 log = structlog.get_logger("canaryd.controller")
-ACTIONS = ("pause", "resume", "promote", "abort")
 Listener = Callable[[str, dict[str, Any]], None]
 
 
@@ -40,16 +40,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _key(obj: dict[str, Any]) -> str:
-    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-
-
 def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        path = "spec." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "spec"
-        parts.append(f"{path}: {err['msg']}")
-    return "invalid rollout: " + "; ".join(parts)
+    return "invalid rollout: " + reading.errors_text(exc, "spec")
 
 
 def _sequential_counts(status: RolloutStatus) -> dict[str, tuple[float, float]]:
@@ -95,24 +87,28 @@ class Controller:
         self.may_write = may_write
         self.store = RolloutStore(api)
         self.workloads = Workloads(api)
-        self.cache: dict[str, dict[str, Any]] = {}
+        self.cache = RolloutCache()
         self.synced = asyncio.Event()
         self.listeners: list[Listener] = []
         self._due: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._step_started: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._degraded: dict[str, str] = {}  # rollout -> the reason its gauge shows
+        self._reported: dict[str, conditions.Problem] = {}
 
     # ------------------------------------------------------------------ cache (informer)
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
-        key = _key(obj)
+        key = reading.key(obj)
         if kind == "DELETED":
-            self.cache.pop(key, None)
+            self.cache.drop(key)
             self._due.pop(key, None)
+            self._reported.pop(key, None)
+            self._set_degraded(key, None)
         else:
             old = self.cache.get(key)
-            self.cache[key] = obj
+            self.cache.put(obj)
             if old is None or old.get("spec") != obj.get("spec") or (
                 old["metadata"].get("annotations") != obj["metadata"].get("annotations")
             ):
@@ -130,7 +126,7 @@ class Controller:
                 items, rv = await self.store.list()
                 seen = set()
                 for obj in items:
-                    seen.add(_key(obj))
+                    seen.add(reading.key(obj))
                     self._apply("ADDED", obj)
                 for gone in set(self.cache) - seen:
                     self._apply("DELETED", self.cache[gone])
@@ -202,21 +198,7 @@ class Controller:
                 task.cancel()
 
     def _entries(self) -> list[targets.Entry]:
-        out = []
-        for obj in self.cache.values():
-            spec = obj.get("spec")
-            spec = spec if isinstance(spec, dict) else {}
-            try:
-                phase = Phase((obj.get("status") or {}).get("phase", "Pending"))
-            except ValueError:
-                phase = Phase.PENDING
-            out.append(targets.Entry(
-                namespace=obj["metadata"]["namespace"], name=obj["metadata"]["name"],
-                target=str(spec.get("target", "")),
-                created=obj["metadata"].get("creationTimestamp", ""), phase=phase,
-                supersede=spec.get("supersede") is True, claims=targets.claims(spec),
-            ))
-        return out
+        return [reading.entry(obj, self.cache.read(obj)) for obj in self.cache.values()]
 
     async def round(self) -> None:
         settings = self.settings()
@@ -225,8 +207,7 @@ class Controller:
         mono = time.monotonic()
         now = self.clock()
         due = [k for k, obj in self.cache.items()
-               if self._due.get(k, 0.0) <= mono
-               and not Phase((obj.get("status") or {}).get("phase", "Pending")).terminal]
+               if self._due.get(k, 0.0) <= mono and self.cache.read(obj).active]
         self._update_phase_gauge()
         if not due:
             return
@@ -237,9 +218,10 @@ class Controller:
             async with sem:
                 try:
                     return await self._prepare(key, settings, arbitration.get(key))
-                except Exception:  # one broken rollout must not stall the others
+                except Exception as exc:  # one broken rollout must not stall the others
                     log.exception("preparing rollout failed", rollout=key)
                     self._due[key] = time.monotonic() + 5.0
+                    await self._report_error(key, exc)
                     return None
 
         works = [w for w in await asyncio.gather(*(prepare(k) for k in due)) if w is not None]
@@ -268,9 +250,10 @@ class Controller:
             async with sem:
                 try:
                     await self._finish(w, now)
-                except Exception:
+                except Exception as exc:
                     log.exception("reconciling rollout failed", rollout=w.key)
                     self._due[w.key] = time.monotonic() + 1.0
+                    await self._report_error(w.key, exc)
 
         await asyncio.gather(*(finish(w) for w in works))
         self._update_phase_gauge()
@@ -283,31 +266,81 @@ class Controller:
         """
         count = 0
         for key, obj in list(self.cache.items()):
-            status = obj.get("status") or {}
-            if Phase(status.get("phase", "Pending")).terminal or not self.may_write():
-                continue
-            meta = obj["metadata"]
-            claimed = self.clock().isoformat()
-            body = {**status, "controller": self.identity, "claimedAt": claimed}
-            try:
-                self.cache[key] = await self.store.write_status(
-                    ObjectRef(meta["namespace"], meta["name"]), body, meta["resourceVersion"]
-                )
-                count += 1
-            except (Conflict, ApiException, OSError, TimeoutError) as exc:
-                log.info("claim skipped", rollout=key, error=type(exc).__name__)
             self._due[key] = 0.0
+            read = self.cache.read(obj)
+            # An unreadable status is not claimed: canaryd writes nothing of it but a report.
+            if read.status is None or read.terminal or not self.may_write():
+                continue
+            try:
+                meta = obj["metadata"]
+                claimed = self.clock().isoformat()
+                body = {**(obj.get("status") or {}), "controller": self.identity,
+                        "claimedAt": claimed}
+                self.cache.put(await self.store.write_status(
+                    ObjectRef(meta["namespace"], meta["name"]), body, meta["resourceVersion"]
+                ))
+                count += 1
+            except Exception as exc:  # one object never stops a new leader from leading
+                log.info("claim skipped", rollout=key, error=type(exc).__name__)
         return count
 
     def _update_phase_gauge(self) -> None:
-        counts = dict.fromkeys(Phase, 0)
+        counts = dict.fromkeys([*(p.value for p in Phase), reading.UNKNOWN], 0)
         for obj in self.cache.values():
-            try:
-                counts[Phase((obj.get("status") or {}).get("phase", "Pending"))] += 1
-            except ValueError:
-                continue
-        for phase, n in counts.items():
-            self.metrics.rollouts.labels(phase=phase.value).set(n)
+            counts[self.cache.read(obj).label] += 1
+        for label, n in counts.items():
+            self.metrics.rollouts.labels(phase=label).set(n)
+
+    # ------------------------------------------------------------------ reporting
+
+    def _set_degraded(self, key: str, problem: conditions.Problem | None) -> None:
+        """canaryd_rollout_degraded{namespace, rollout, reason} is 1 while it stands."""
+        old = self._degraded.pop(key, None)
+        namespace, _, name = key.partition("/")
+        if old is not None and (problem is None or problem[0] != old):
+            with contextlib.suppress(KeyError):
+                self.metrics.degraded.remove(namespace, name, old)
+        if problem is not None:
+            self._degraded[key] = problem[0]
+            self.metrics.degraded.labels(namespace, name, problem[0]).set(1)
+
+    def _emit(self, raw: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self.store.emit_event(raw, reason=reason, message=message, warning=warning)
+        )
+        self._background.add(task)  # keep a reference until done (the loop holds weak ones)
+        task.add_done_callback(self._background.discard)
+
+    async def _report(self, raw: dict[str, Any], problem: conditions.Problem) -> None:
+        """Report, on the object itself, why canaryd cannot act on it: Degraded=True in its
+        status.conditions (the only field written), a Warning Event, and /metrics. Once per
+        problem; never raises."""
+        key = reading.key(raw)
+        self._set_degraded(key, problem)
+        status = raw.get("status")
+        try:
+            if isinstance(status, dict):
+                shown = conditions.degraded(conditions.readable(status.get("conditions")))
+                if shown == problem or not self.may_write():
+                    return
+                meta = raw["metadata"]
+                body = {"conditions": conditions.report(status, problem, self.clock())}
+                self.cache.put(await self.store.write_status(
+                    ObjectRef(meta["namespace"], meta["name"]), body, meta["resourceVersion"]))
+            elif self._reported.get(key) == problem or not self.may_write():
+                return
+        except Exception as exc:  # reported again next time
+            log.info("degraded condition not written yet", rollout=key,
+                     error=f"{type(exc).__name__}: {exc}"[:200])
+            return
+        self._reported[key] = problem
+        log.warning("rollout degraded", rollout=key, reason=problem[0], detail=problem[1][:500])
+        self._emit(raw, problem[0], problem[1], warning=True)
+
+    async def _report_error(self, key: str, exc: Exception) -> None:
+        raw = self.cache.get(key)
+        if raw is not None:
+            await self._report(raw, ("ReconcileError", f"{type(exc).__name__}: {exc}"[:500]))
 
     async def _prepare(
         self, key: str, settings: Settings, arb: targets.Arbitration | None
@@ -315,7 +348,13 @@ class Controller:
         raw = self.cache.get(key)
         if raw is None:
             return None
-        status = parse_status(raw.get("status"))
+        read = self.cache.read(raw)
+        if read.status is None:
+            await self._report(raw, ("InvalidStatus", f"{read.problem}; canaryd leaves this "
+                                     "rollout alone until its status is fixed"))
+            self._due[key] = time.monotonic() + 10
+            return None
+        status = read.status
         meta = raw["metadata"]
         ns = meta["namespace"]
         obs: dict[str, Any] = {}
@@ -340,12 +379,12 @@ class Controller:
             obs["invalid"] = f"invalid rollout: {exc}"
             spec = None
         if spec is None and status.phase is not Phase.PENDING:
-            log.error("rollout spec became invalid mid-flight; leaving it", rollout=key,
-                      reason=obs["invalid"])
+            await self._report(raw, ("InvalidSpec", f"{obs['invalid']} (in phase "
+                                     f"{status.phase.value}); canaryd leaves it until fixed"))
             self._due[key] = time.monotonic() + 10
             return None
         action = (meta.get("annotations") or {}).get(ACTION_ANNOTATION)
-        if action in ACTIONS:
+        if isinstance(action, str):
             obs["action"] = action
         if arb is not None:
             obs.update(blocking=arb.blocking, waiting_for=arb.waiting_for,
@@ -402,7 +441,7 @@ class Controller:
                 self.metrics.kube_errors.labels(operation="write_status").inc()
                 self._due[w.key] = time.monotonic() + 1.0
                 return
-            self.cache[w.key] = updated
+            self.cache.put(updated)
             rv = updated["metadata"]["resourceVersion"]
         for result in w.obs.get("analysis") or ():
             self._record_check(ref, result, w)
@@ -411,6 +450,11 @@ class Controller:
                        reason=result.reason, query=result.query)
         for t in decision.transitions:
             self._record_transition(w, ref, t, decision.status)
+        problem = conditions.degraded(decision.status.conditions)
+        self._set_degraded(w.key, problem)
+        if problem is not None and problem != conditions.degraded(w.status.conditions):
+            bound.warning("rollout degraded", reason=problem[0], detail=problem[1][:500])
+            self._emit(self.cache.get(w.key, w.raw), problem[0], problem[1], warning=True)
         assert w.spec is not None or not decision.actions
         for action in decision.actions:
             assert w.spec is not None
@@ -431,8 +475,7 @@ class Controller:
                 decision = machine.Decision(status=decision.status, requeue_after=1.0)
         if decision.clear_action:
             try:
-                updated = await self.store.clear_action(ref, rv)
-                self.cache[w.key] = updated
+                self.cache.put(await self.store.clear_action(ref, rv))
             except (Conflict, ApiException, OSError, TimeoutError) as exc:
                 bound.info("action annotation not cleared yet", error=str(exc)[:200])
         wait = decision.requeue_after if decision.requeue_after is not None else tick
@@ -465,10 +508,4 @@ class Controller:
         log.info("transition", rollout=w.key, source=t.source.value, target=t.target.value,
                  trigger=t.trigger.value, reason=t.message,
                  weight=status.weights.canary if status.weights else None)
-        raw = self.cache.get(w.key, w.raw)
-        task = asyncio.get_running_loop().create_task(
-            self.store.emit_event(raw, reason=t.trigger.value, message=t.message,
-                                  warning=warning)
-        )
-        self._background.add(task)  # keep a reference until done (the loop holds weak ones)
-        task.add_done_callback(self._background.discard)
+        self._emit(self.cache.get(w.key, w.raw), t.trigger.value, t.message, warning)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from canaryd.core.model import Phase
+from canaryd.core.reading import UNKNOWN
 
 
 class DaemonMetrics:
@@ -65,9 +66,14 @@ class DaemonMetrics:
         self.reconcile_seconds = Histogram(
             "canaryd_reconcile_seconds", "Duration of one reconcile round", registry=r
         )
+        self.degraded = Gauge(
+            "canaryd_rollout_degraded",
+            "1 while canaryd cannot act on a rollout as asked (reason: why; see its Degraded "
+            "condition)", ["namespace", "rollout", "reason"], registry=r,
+        )
         self.leader = Gauge("canaryd_leader", "1 when this replica drives rollouts", registry=r)
-        for phase in Phase:
-            self.rollouts.labels(phase=phase.value)
+        for phase in [*(p.value for p in Phase), UNKNOWN]:
+            self.rollouts.labels(phase=phase)
 
     def observe_kube(self, operation: str, seconds: float, failed: bool) -> None:
         self.kube_seconds.labels(operation).observe(seconds)

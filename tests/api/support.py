@@ -71,8 +71,10 @@ class StatusWriter:
         if canary is not None:
             entry["weights"] = {"stable": 100 - canary, "canary": canary}
             self.status["weights"] = entry["weights"]
-        self.status.update(phase=phase, reason=reason, sequence=seq,
+        self.status.update(phase=phase, reason=reason, sequence=seq, phaseStartedAt=entry["time"],
                            history=[*self.status["history"], entry])
+        if phase == "Progressing":
+            self.status["stepStartedAt"] = entry["time"]
         await self._write()
         return str(seq)
 

@@ -276,12 +276,17 @@ def test_event_ids_round_trip() -> None:
     assert stream.parse_id(None) is None and stream.parse_id(" ") is None
 
 
+T = "2026-01-01T00:00:00Z"
+PROGRESSING = {"phase": "Progressing", "weights": {"stable": 80, "canary": 20},
+               "phaseStartedAt": T, "stepStartedAt": T}
+
+
 def test_events_no_longer_kept_in_status_are_reported_as_a_gap() -> None:
-    status = {"phase": "Progressing", "sequence": 6, "history": [
-        {"seq": 5, "time": "t", "source": "Progressing", "phase": "Progressing",
+    status = {**PROGRESSING, "sequence": 6, "history": [
+        {"seq": 5, "time": T, "source": "Progressing", "phase": "Progressing",
          "trigger": "StepPassed", "reason": "r"}],
         "checks": [{"seq": 6, "metric": "m", "query": "q", "threshold": ">= 1",
-                    "verdict": "Pass", "reason": "ok", "time": "t", "step": 1}]}
+                    "verdict": "Pass", "reason": "ok", "time": T, "step": 1}]}
     events = stream.events_after(_obj(status), None)
     assert [e.kind for e in events] == ["gap", "transition", "check"]
     assert events[0].data["missing"] == 4
@@ -302,9 +307,29 @@ def test_entries_that_cannot_be_placed_in_the_stream_are_skipped() -> None:
 
 def test_the_verdict_comes_once_the_phase_is_terminal() -> None:
     status = {"phase": "RolledBack", "sequence": 1, "reason": "analysis failed",
-              "history": [{"seq": 1, "time": "t", "source": "RollingBack",
+              "history": [{"seq": 1, "time": T, "source": "RollingBack",
                            "phase": "RolledBack", "trigger": "T", "reason": "x"}]}
     events = stream.events_after(_obj(status), None)
     assert [e.id for e in events] == ["1", "1.final"]
     assert events[-1].data["succeeded"] is False
     assert stream.done(_obj(status), (1, stream.FINAL))
+
+
+def test_a_status_canaryd_cannot_read_streams_its_snapshot_alone() -> None:
+    for status in ({"phase": "Exploded", "history": [{"seq": 1}]},
+                   {"phase": "Progressing", "stepIndex": "three"},
+                   {**PROGRESSING, "reason": "x" * (1 << 20)}):
+        obj = _obj(status)
+        state = stream.snapshot(obj)
+        assert state.data["phase"] == "Unknown" and state.data["reason"].startswith("status.")
+        assert stream.events_after(obj, None) == [] and not stream.done(obj, (1, stream.FINAL))
+
+
+def test_a_gap_is_counted_not_listed() -> None:
+    status = {**PROGRESSING, "sequence": 2**50, "history": [
+        {"seq": 2**50, "time": T, "source": "Progressing", "phase": "Progressing",
+         "trigger": "StepPassed", "reason": "r"}]}
+    gap, transition = stream.events_after(_obj(status), None)
+    assert gap.data == {"from": 1, "to": 2**50 - 1, "missing": 2**50 - 1,
+                        "detail": "older events are no longer kept in the rollout status"}
+    assert transition.id == str(2**50)

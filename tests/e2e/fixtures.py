@@ -33,11 +33,12 @@ async def sandbox(kube_backend: RealKube | None) -> AsyncIterator[Sandbox]:
 
 
 async def start_daemon(
-    sb: Sandbox, config: Path = CONFIG
+    sb: Sandbox, config: Path = CONFIG, tokens_file: Path | None = None,
 ) -> tuple[Daemon, asyncio.Task[None]]:
     daemon = Daemon(DaemonOptions(
         config=config, kubeconfig=str(sb.kubeconfig), host="127.0.0.1", port=0,
         prometheus_url=sb.prometheus_url, identity="e2e",
+        tokens_file=str(tokens_file) if tokens_file is not None else None,
     ))
     task = asyncio.create_task(daemon.run(embedded=True))
 

@@ -1,0 +1,54 @@
+"""The watch-fed Rollout cache every replica keeps, with each object's status read once.
+
+A mapping of "namespace/name" to the object as last listed or watched. `read` gives the
+object's status through `canaryd.core.reading` (never raises), computed once per
+resourceVersion: the controller, the API's list filter and the phase gauge all share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from canaryd.core import reading
+from canaryd.core.reading import StatusRead
+
+
+class RolloutCache(Mapping[str, dict[str, Any]]):
+    def __init__(self) -> None:
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._reads: dict[str, tuple[object, StatusRead]] = {}
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self._objects[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def put(self, obj: dict[str, Any]) -> str:
+        key = reading.key(obj)
+        self._objects[key] = obj
+        return key
+
+    def drop(self, key: str) -> None:
+        self._objects.pop(key, None)
+        self._reads.pop(key, None)
+
+    def read(self, obj: Mapping[str, Any]) -> StatusRead:
+        """The status of `obj` (a cached object or a fresher copy of one)."""
+        key = reading.key(obj)
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        memo = self._reads.get(key)
+        if memo is not None and version is not None and memo[0] == version:
+            return memo[1]
+        read = reading.read_status(obj)
+        if key in self._objects and version is not None:
+            self._reads[key] = (version, read)
+        return read
+
+    def read_key(self, key: str) -> StatusRead | None:
+        obj = self._objects.get(key)
+        return self.read(obj) if obj is not None else None
