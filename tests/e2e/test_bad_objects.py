@@ -73,9 +73,8 @@ def healthy(name: str) -> dict[str, Any]:
 
 
 def left_alone(name: str) -> dict[str, Any]:
-    """A rollout that claims objects of its own (they need not exist: it is left alone)."""
-    body = healthy(name)
-    return body
+    """A rollout on objects of its own (they need not exist: it is left alone)."""
+    return healthy(name)
 
 
 async def degraded(kube: Kube, name: str) -> dict[str, Any] | None:
@@ -97,7 +96,7 @@ async def test_bad_objects_are_reported_on_themselves_and_stall_nothing(
 ) -> None:
     async with client.ApiClient(await _config(sandbox)) as api:
         kube = Kube(api)
-        for name in HEALTHY:
+        for name in [*HEALTHY, "bad-action"]:
             await example_app.apply_example_app(api, manifests=app_manifests(name))
         # Written before canaryd starts: its first act as leader (claim) meets them all.
         for name, (status, _) in BAD_STATUS.items():
@@ -105,7 +104,7 @@ async def test_bad_objects_are_reported_on_themselves_and_stall_nothing(
             await kube.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, NS, PLURAL, name, {"status": status},
                 _content_type="application/merge-patch+json")
-        action = rollout_manifest("bad-action")  # the example's podinfo
+        action = healthy("bad-action")
         action["metadata"]["annotations"] = {"canaryd.io/action": "explode"}
         await kube.create_rollout(action)
         gateway = yaml.safe_load((EXAMPLE.parent / "gateway-api.yaml").read_text())
