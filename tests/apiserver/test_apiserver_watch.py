@@ -167,3 +167,39 @@ async def test_watch_sees_custom_resources_in_requested_version(
         {"metadata": {"name": "w"}, "spec": {"name": "a"}})
     (event,) = await lines(resp, 1)
     assert event["object"]["apiVersion"] == "example.com/v1beta1"
+
+
+async def test_events_queued_when_a_bookmark_falls_due_are_all_delivered(
+    tmp_path: Any,
+) -> None:
+    """A burst of events arriving as a bookmark falls due is delivered in full (the watch
+    once spun without sending anything until its deadline)."""
+    from canaryd.sandbox.testing import kube_client
+
+    server = ApiServer(bookmark_interval=0.001)
+    await server.start(host="127.0.0.1", port=0)
+    try:
+        async with kube_client(server, tmp_path) as api:
+            core = client.CoreV1Api(api)
+            rv = (await core.list_namespaced_config_map("default")).metadata.resource_version
+            names: list[str] = []
+
+            async def follow() -> None:
+                async with watch.Watch().stream(
+                    core.list_namespaced_config_map, "default", resource_version=rv,
+                    allow_watch_bookmarks=True, timeout_seconds=30,
+                ) as stream:
+                    async for event in stream:
+                        if event["type"] == "ADDED":
+                            names.append(event["object"].metadata.name)
+                            if len(names) == 40:
+                                return
+
+            follower = asyncio.create_task(follow())
+            for burst in range(4):
+                await asyncio.gather(*(cm(core, f"cm-{burst}-{i}") for i in range(10)))
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(follower, timeout=10)
+            assert len(names) == 40
+    finally:
+        await server.stop()

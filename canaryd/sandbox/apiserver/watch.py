@@ -140,7 +140,10 @@ async def _pump(resp: web.StreamResponse, req: WatchRequest, enc: _Encoder,
         if req.bookmarks:
             wait = min(wait, max(next_bookmark - now, 0.0))
         try:
-            event = await asyncio.wait_for(queue.get(), timeout=wait)
+            # Take what is queued without waiting: wait_for(get(), 0) never runs get() and
+            # times out, so a bookmark falling due with events queued would spin forever.
+            event = queue.get_nowait() if not queue.empty() else (
+                await asyncio.wait_for(queue.get(), timeout=wait))
         except TimeoutError:
             if req.bookmarks and time.monotonic() >= next_bookmark and queue.empty():
                 mark = {"type": "BOOKMARK", "object": {
