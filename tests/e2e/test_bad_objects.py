@@ -63,6 +63,9 @@ def app_manifests(name: str) -> list[dict[str, Any]]:
 
 def healthy(name: str) -> dict[str, Any]:
     body = rollout_manifest(name)
+    # The sandbox profile's 5s windows: ten rollouts, one Prometheus, a busy CI machine.
+    body["spec"]["analysis"] = {"profile": "sandbox"}
+    body["spec"]["plan"] = {"steps": [{"weight": 20, "analysis": False}, {"weight": 50}]}
     istio = body["spec"]["router"]["istio"]
     istio.update(virtualService=name, stable={"host": name, "subset": "stable"},
                  canary={"host": name, "subset": "canary"})
@@ -123,7 +126,7 @@ async def test_bad_objects_are_reported_on_themselves_and_stall_nothing(
                 "gateway.networking.k8s.io", "v1", NS, "httproutes", "podinfo-gw")
 
             for name in HEALTHY:
-                status = await kube.wait_phase(name, TERMINAL, timeout=60)
+                status = await kube.wait_phase(name, TERMINAL, timeout=90)
                 assert status["phase"] == "Succeeded", (name, status["reason"])
                 assert "Degraded" not in {c["type"] for c in status["conditions"]}
 
