@@ -130,11 +130,6 @@ def _status(obj: dict[str, Any]) -> dict[str, Any]:
     return status if isinstance(status, dict) else {}
 
 
-def _readable(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The status when canaryd can read it (so its entries are well-formed); None for one
-    it cannot: the stream of such a rollout is its snapshot alone."""
-    return _status(obj) if reading.read_status(obj).status is not None else None
-
 
 def _sequence(status: dict[str, Any]) -> int:
     return _count(status.get("sequence")) or 0
@@ -153,9 +148,7 @@ def _entries(status: dict[str, Any], key: str) -> list[tuple[dict[str, Any], int
 
 def recorded(obj: dict[str, Any]) -> list[Event]:
     """Every event status still holds, in stream order (verdict last, if terminal)."""
-    status = _readable(obj)
-    if status is None:
-        return []
+    status = _status(obj)
     events = [_transition(h, seq) for h, seq in _entries(status, "history") if "seq" in h]
     subs: dict[int, int] = {}
     for check, seq in _entries(status, "checks"):
@@ -173,7 +166,7 @@ def events_after(obj: dict[str, Any], after: Position | None) -> list[Event]:
     start = after or START
     every = recorded(obj)
     events = [e for e in every if (e.position or START) > start]
-    gap = _gap(start[0] + 1, _sequence(_readable(obj) or {}),
+    gap = _gap(start[0] + 1, _sequence(_status(obj)),
                {e.position[0] for e in every if e.position is not None})
     return [gap, *events] if gap is not None else events
 
