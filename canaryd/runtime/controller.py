@@ -30,7 +30,7 @@ from canaryd.core import conditions, machine, plan, reading, targets
 from canaryd.core.model import ACTION_ANNOTATION, Phase, RolloutSpec, RolloutStatus
 from canaryd.runtime.analysis import Analyzer, Job
 from canaryd.runtime.cache import RolloutCache
-from canaryd.runtime.metrics import DaemonMetrics
+from canaryd.runtime.metrics import RETENTION, DaemonMetrics
 
 log = structlog.get_logger("canaryd.controller")
 Listener = Callable[[str, dict[str, Any]], None]
@@ -95,6 +95,7 @@ class Controller:
         self._step_started: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._degraded: dict[str, str] = {}  # rollout -> the reason its gauge shows
+        self._finished: dict[str, float] = {}  # rollout -> when it was first seen finished
         self._reported: dict[str, conditions.Problem] = {}
 
     # ------------------------------------------------------------------ cache (informer)
@@ -105,10 +106,17 @@ class Controller:
             self.cache.drop(key)
             self._due.pop(key, None)
             self._reported.pop(key, None)
+            self._finished.pop(key, None)
             self._set_degraded(key, None)
+            self.metrics.forget(key)
         else:
             old = self.cache.get(key)
             self.cache.put(obj)
+            read = self.cache.read(obj)
+            spec = obj.get("spec")
+            target = spec.get("target") if isinstance(spec, dict) else None
+            self.metrics.set_info(key, target=str(target or "")[:63], phase=read.label,
+                                  active=read.active)
             if old is None or old.get("spec") != obj.get("spec") or (
                 old["metadata"].get("annotations") != obj["metadata"].get("annotations")
             ):
@@ -209,6 +217,7 @@ class Controller:
         due = [k for k, obj in self.cache.items()
                if self._due.get(k, 0.0) <= mono and self.cache.read(obj).active]
         self._update_phase_gauge()
+        self._expire_series(mono)
         if not due:
             return
         arbitration = targets.arbitrate(self._entries())
@@ -283,6 +292,20 @@ class Controller:
             except Exception as exc:  # one object never stops a new leader from leading
                 log.info("claim skipped", rollout=key, error=type(exc).__name__)
         return count
+
+    def _expire_series(self, mono: float) -> None:
+        """A finished rollout's weight and check series go RETENTION seconds after it
+        finished (a deleted one's at once, in `_apply`)."""
+        for key in self.metrics.with_series():
+            read = self.cache.read_key(key)
+            if read is None:
+                self.metrics.forget(key)
+            elif read.terminal:
+                if mono - self._finished.setdefault(key, mono) >= RETENTION:
+                    self.metrics.forget(key)
+                    self._finished.pop(key, None)
+            else:
+                self._finished.pop(key, None)
 
     def _update_phase_gauge(self) -> None:
         counts = dict.fromkeys([*(p.value for p in Phase), reading.UNKNOWN], 0)
@@ -468,7 +491,8 @@ class Controller:
                     continue
                 seen = await make_router(self.api, ref.namespace, w.spec).write(action.weights)
                 bound.info("weights set", stable=seen.stable, canary=seen.canary)
-                self.metrics.weight.labels(ref.namespace, ref.name).set(seen.canary)
+                self.metrics.of_rollout(self.metrics.weight, ref.namespace,
+                                        ref.name).set(seen.canary)
             except (RouterError, ApiException, OSError, TimeoutError) as exc:
                 bound.warning("weights not set; will retry", error=str(exc)[:300])
                 self.metrics.kube_errors.labels(operation="set_weights").inc()
@@ -485,14 +509,14 @@ class Controller:
         m = self.metrics
         m.check_outcomes.labels(result.metric, result.verdict.value).inc()
         if result.value is not None:
-            m.check_value.labels(ref.namespace, ref.name, result.metric).set(result.value)
+            m.of_rollout(m.check_value, ref.namespace, ref.name, result.metric).set(result.value)
         for check in w.ctx.analysis.checks if w.ctx.analysis else ():
             if check.metric != result.metric:
                 continue
             for bound, value in (("min", check.min), ("max", check.max)):
                 if value is not None:
-                    m.check_threshold.labels(ref.namespace, ref.name, check.metric,
-                                             bound).set(value)
+                    m.of_rollout(m.check_threshold, ref.namespace, ref.name, check.metric,
+                                 bound).set(value)
 
     def _record_transition(
         self, w: _Work, ref: ObjectRef, t: machine.Transition, status: RolloutStatus

@@ -1,17 +1,33 @@
-"""The daemon's own /metrics (prometheus_client), in a registry of its own."""
+"""The daemon's own /metrics (prometheus_client), in a registry of its own.
+
+Per-rollout series (labels namespace and rollout) are bounded by the rollouts canaryd knows:
+`canaryd_rollout_info` exists while a rollout is active; the weight and check series are
+removed when the rollout is deleted, or RETENTION seconds after it finished (`forget`).
+Everything else is aggregated (phase counts, verdict counters).
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from canaryd.core.model import Phase
 from canaryd.core.reading import UNKNOWN
 
+RETENTION = 600.0  # seconds a finished rollout's weight and check series stay
+
 
 class DaemonMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.rollouts = Gauge("canaryd_rollouts", "Rollouts by phase", ["phase"], registry=r)
+        self.info = Gauge(
+            "canaryd_rollout_info", "1 per active rollout, with its target and phase",
+            ["namespace", "rollout", "target", "phase"], registry=r,
+        )
+        self._info: dict[str, tuple[str, str, str, str]] = {}
+        self._series: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}
         self.weight = Gauge(
             "canaryd_rollout_canary_weight", "Canary weight per rollout (percent)",
             ["namespace", "rollout"], registry=r,
@@ -74,6 +90,34 @@ class DaemonMetrics:
         self.leader = Gauge("canaryd_leader", "1 when this replica drives rollouts", registry=r)
         for phase in [*(p.value for p in Phase), UNKNOWN]:
             self.rollouts.labels(phase=phase)
+
+    def of_rollout(self, gauge: Gauge, namespace: str, rollout: str, *labels: str) -> Gauge:
+        """`gauge`'s child for this rollout, remembered so that `forget` can remove it."""
+        values = (namespace, rollout, *labels)
+        self._series.setdefault(f"{namespace}/{rollout}", set()).add((gauge, values))
+        return gauge.labels(*values)
+
+    def set_info(self, key: str, *, target: str, phase: str, active: bool) -> None:
+        namespace, _, name = key.partition("/")
+        new = (namespace, name, target, phase) if active else None
+        old = self._info.pop(key, None)
+        if old is not None and old != new:
+            with contextlib.suppress(KeyError):
+                self.info.remove(*old)
+        if new is not None:
+            self.info.labels(*new).set(1)
+            self._info[key] = new
+
+    def with_series(self) -> list[str]:
+        """The rollouts ("namespace/name") that have weight or check series."""
+        return list(self._series)
+
+    def forget(self, key: str) -> None:
+        """Remove every series of this rollout."""
+        self.set_info(key, target="", phase="", active=False)
+        for gauge, values in self._series.pop(key, ()):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*values)
 
     def observe_kube(self, operation: str, seconds: float, failed: bool) -> None:
         self.kube_seconds.labels(operation).observe(seconds)

@@ -361,3 +361,43 @@ async def test_metrics_count_requests_per_route_and_open_streams(
     assert ('canaryd_api_request_duration_seconds_count{method="GET",'
             'route="/api/v1/rollouts/{namespace}/{name}",status="404"} 1.0') in text
     assert "canaryd_api_event_streams 0.0" in text
+
+
+async def test_metrics_series_of_a_thousand_rollouts_go_when_they_are_deleted(
+    http: aiohttp.ClientSession, served: Served, kube: client.ApiClient,
+) -> None:
+    """Per-rollout series are bounded by the rollouts canaryd knows: 1,000 created, then
+    deleted, and the series count is back where it started."""
+    custom = client.CustomObjectsApi(kube)
+    names = [f"m{i:04d}" for i in range(1000)]
+
+    async def series() -> int:
+        async with http.get("/metrics") as resp:
+            text = await resp.text()
+        return sum(1 for line in text.splitlines()
+                   if 'rollout="' in line and not line.startswith("#"))
+
+    async def each(call: Any) -> None:
+        sem = asyncio.Semaphore(32)
+
+        async def one(name: str) -> None:
+            async with sem:
+                await call(name)
+
+        await asyncio.gather(*(one(n) for n in names))
+
+    async def cache_holds(count: int) -> bool:
+        return len(served.state.controller.cache) == count
+
+    before = await series()
+    await each(lambda name: custom.create_namespaced_custom_object(
+        GROUP, VERSION, "demo", PLURAL, manifest(name, target=name, own=name)))
+    await eventually(lambda: cache_holds(1000), timeout=60, what="1000 rollouts cached")
+    during = await series()
+    await each(lambda name: custom.delete_namespaced_custom_object(
+        GROUP, VERSION, "demo", PLURAL, name))
+    await eventually(lambda: cache_holds(0), timeout=60, what="the cache emptied")
+    after = await series()
+    print(f"per-rollout series: before {before}, with 1000 rollouts {during}, after {after}")
+    assert during >= before + 1000
+    assert after == before

@@ -5,10 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from prometheus_client import generate_latest
 
 from tests.deploy.support import kubectl
 from tests.e2e.conftest import Env
-from tests.e2e.support import TERMINAL, canary_share, eventually, rollout_manifest
+from tests.e2e.support import (
+    GROUP,
+    NS,
+    PLURAL,
+    TERMINAL,
+    VERSION,
+    canary_share,
+    eventually,
+    rollout_manifest,
+)
 
 # Judged by the embedded emulator and by the real control plane (tests/realkube.py).
 KUBE_BACKENDS = ("emulator", "real")
@@ -38,6 +48,24 @@ async def test_healthy_canary_is_promoted_step_by_step(env: Env) -> None:
         return share is not None and share > 0.97
 
     await eventually(on_canary, timeout=20, what="the mesh sending all traffic to the canary")
+
+    # Its series in /metrics (weight, checks) go with it: they used to stay forever.
+    assert env.daemon is not None
+    registry = env.daemon.metrics.registry
+
+    async def series() -> list[str]:
+        return [line for line in generate_latest(registry).decode().splitlines()
+                if 'rollout="podinfo-v2"' in line and not line.startswith("#")]
+
+    kept = {line.split("{")[0] for line in await series()}
+    assert {"canaryd_rollout_canary_weight", "canaryd_check_value"} <= kept, kept
+    await env.kube.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL,
+                                                          "podinfo-v2")
+
+    async def gone() -> bool:
+        return not await series()
+
+    await eventually(gone, timeout=20, what="the deleted rollout's series removed")
 
 
 async def test_operator_abort_rolls_back_and_verifies(env: Env) -> None:
