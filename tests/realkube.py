@@ -1,7 +1,8 @@
 """The real control plane under the tests: one per pytest worker, started on first use.
 
 Test modules opt in to running against both API servers with a module-level
-`KUBE_BACKENDS = ("emulator", "real")`; their `kube_backend` fixture is parametrized with it.
+`KUBE_BACKENDS = ("emulator", "real")`; their `kube_backend` fixture is parametrized with it
+(tests marked `emulator_only` get the emulator alone).
 Without the binaries the real cases skip, saying how to build them; with CI=true they fail.
 """
 
@@ -84,6 +85,8 @@ def real_kube() -> Iterator[RealKube]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kube_backend" in metafunc.fixturenames:
         backends = getattr(metafunc.module, "KUBE_BACKENDS", ("emulator",))
+        if metafunc.definition.get_closest_marker("emulator_only"):
+            backends = ("emulator",)
         metafunc.parametrize("kube_backend", backends, indirect=True)
 
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from canaryd.sandbox.apiserver import ApiServer
+from canaryd.sandbox.realkube import RealKube
+from canaryd.sandbox.testing import eventually
 
 WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -88,3 +97,62 @@ class Kubectl:
         if check and rc != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({rc}): {err.decode()}")
         return rc, out.decode(), err.decode()
+
+
+async def ensure_crd(api: client.ApiClient, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a CRD unless it exists; wait until it is Established and served."""
+    ext = client.ApiextensionsV1Api(api)
+    name = body["metadata"]["name"]
+    try:
+        await ext.create_custom_resource_definition(body)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    group, plural = body["spec"]["group"], body["spec"]["names"]["plural"]
+    version = next(v["name"] for v in body["spec"]["versions"] if v.get("storage"))
+    objects = client.CustomObjectsApi(api)
+
+    async def ready() -> bool:
+        got = await ext.read_custom_resource_definition(name)
+        conds = {c.type: c.status for c in (got.status.conditions or [])}
+        if conds.get("Established") != "True":
+            return False
+        try:
+            await objects.list_cluster_custom_object(group, version, plural, limit=1)
+        except ApiException:
+            return False
+        return True
+
+    await eventually(ready, timeout=60, what=f"{name} established and served")
+    got = await ext.read_custom_resource_definition(name)
+    return api.sanitize_for_serialization(got)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Kube:
+    """One API server as the tests see it."""
+
+    backend: str  # "emulator" or "real"
+    url: str
+    namespace: str  # this test's own
+    kubeconfig: Path  # its context's namespace is `namespace`
+    headers: dict[str, str]
+    ssl_context: ssl.SSLContext | None
+    emulator: ApiServer | None = None
+    real: RealKube | None = None
+
+    @property
+    def is_real(self) -> bool:
+        return self.real is not None
+
+    def name(self, base: str) -> str:
+        """A cluster-scoped name of this test's own (`base` on the emulator)."""
+        return f"{self.namespace}-{base}" if self.is_real else base
+
+    async def compact(self) -> None:
+        """Forget history: older resourceVersions and continue tokens expire (410)."""
+        if self.emulator is not None:
+            self.emulator.compact()
+        else:
+            assert self.real is not None
+            await self.real.compact_etcd()

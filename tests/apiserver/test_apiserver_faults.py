@@ -1,4 +1,4 @@
-"""Fault knobs (in-process and over HTTP) and the request audit log."""
+"""Fault knobs (in-process and over HTTP) and the request audit log: the emulator's own."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.sandbox.apiserver import ApiServer
+
+pytestmark = pytest.mark.emulator_only
 
 
 @pytest.mark.parametrize(("code", "reason"), [(500, "InternalError"), (503, "ServiceUnavailable"),
@@ -71,6 +73,7 @@ async def test_http_knobs(http: aiohttp.ClientSession, server: ApiServer) -> Non
 
 
 async def test_audit_records_verbs(api: client.ApiClient, server: ApiServer) -> None:
+    server.requests.clear()  # the fixture's own calls (creating the test's namespace)
     apps = client.AppsV1Api(api)
     await apps.list_namespaced_deployment("default")
     with pytest.raises(ApiException):

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
+
+pytestmark = pytest.mark.emulator_only
 
 
 async def test_runs_as_a_process_and_stops_on_sigterm(tmp_path: Path) -> None:

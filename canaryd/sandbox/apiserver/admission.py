@@ -8,13 +8,15 @@ go through their CRD's structural schema; CRDs themselves are checked and given 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 
-from canaryd.sandbox.apiserver import schema
+from canaryd.sandbox.apiserver import crd_validation, schema
 from canaryd.sandbox.apiserver.errors import Obj, cause, invalid
 from canaryd.sandbox.apiserver.resources import ResourceDef
 
+CRD_KEY = "apiextensions.k8s.io/customresourcedefinitions"
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
@@ -22,7 +24,8 @@ _DNS1123_SUBDOMAIN = re.compile(
 
 def admit(rdef: ResourceDef, obj: Obj, *, version: str, old: Obj | None, now: str) -> None:
     """Default and validate `obj` in place; raises 422 Invalid with causes."""
-    causes = _name_causes(obj)
+    # A CRD's name is checked with its spec (it must be plural.group).
+    causes = [] if rdef.key == CRD_KEY else _name_causes(obj)
     if rdef.builtin:
         hook = _HOOKS.get(rdef.key)
         if hook is not None:
@@ -31,7 +34,9 @@ def admit(rdef: ResourceDef, obj: Obj, *, version: str, old: Obj | None, now: st
         v = rdef.version(version) or rdef.storage_version
         causes.extend(schema.process(obj, v.schema))
     if causes:
-        raise invalid(rdef.kind, rdef.group, obj["metadata"].get("name", ""), causes)
+        # Events of both APIs are validated as the internal core Event (no group).
+        group = "" if rdef.key == "events.k8s.io/events" else rdef.group
+        raise invalid(rdef.kind, group, obj["metadata"].get("name", ""), causes)
 
 
 def _name_causes(obj: Obj) -> list[Obj]:
@@ -160,49 +165,15 @@ def _namespace(obj: Obj, old: Obj | None, now: str) -> list[Obj]:
 
 
 def _crd(obj: Obj, old: Obj | None, now: str) -> list[Obj]:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
+    if not isinstance(obj.get("spec"), dict):
         return [cause("FieldValueRequired", "spec", "spec: Required value")]
-    names = spec.get("names") or {}
-    causes: list[Obj] = []
-    for fld in ("group",):
-        if not spec.get(fld):
-            causes.append(cause("FieldValueRequired", f"spec.{fld}", f"spec.{fld}: Required value"))
-    for fld in ("plural", "kind"):
-        if not names.get(fld):
-            causes.append(cause("FieldValueRequired", f"spec.names.{fld}",
-                                f"spec.names.{fld}: Required value"))
-    versions = spec.get("versions") or []
-    if not versions:
-        causes.append(cause("FieldValueRequired", "spec.versions", "spec.versions: Required value"))
+    crd_validation.default_crd(obj)
+    spec = obj["spec"]
+    stored = crd_validation.stored_versions_after(spec, old)
+    causes = crd_validation.validate_crd(obj, old, stored)
     if causes:
         return causes
-    expected = f"{names['plural']}.{spec['group']}"
-    if obj["metadata"]["name"] != expected:
-        causes.append(cause(
-            "FieldValueInvalid", "metadata.name",
-            f'metadata.name: Invalid value: "{obj["metadata"]["name"]}": must be '
-            'spec.names.plural+"."+spec.group',
-        ))
-    if sum(1 for v in versions if v.get("storage")) != 1:
-        causes.append(cause("FieldValueInvalid", "spec.versions",
-                            "spec.versions: Invalid value: must have exactly one version marked "
-                            "as storage version"))
-    for i, v in enumerate(versions):
-        if not ((v.get("schema") or {}).get("openAPIV3Schema")):
-            fld = f"spec.versions[{i}].schema.openAPIV3Schema"
-            causes.append(cause("FieldValueRequired", fld,
-                                f"{fld}: Required value: schemas are required"))
-    if causes:
-        return causes
-    names.setdefault("singular", names["kind"].lower())
-    names.setdefault("listKind", names["kind"] + "List")
-    spec.setdefault("scope", "Namespaced")
-    spec.setdefault("conversion", {"strategy": "None"})
-    storage = next(v["name"] for v in versions if v.get("storage"))
-    stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
-    if storage not in stored:
-        stored.append(storage)
+    names = spec["names"]
     obj["status"] = {
         "acceptedNames": dict(names),
         "conditions": [
@@ -221,9 +192,62 @@ def _crd(obj: Obj, old: Obj | None, now: str) -> list[Obj]:
     return []
 
 
+def _secret(obj: Obj, old: Obj | None, now: str) -> list[Obj]:
+    """stringData is write-only: merged into data (base64) on every write."""
+    string_data = obj.pop("stringData", None)
+    if isinstance(string_data, dict):
+        data = obj.setdefault("data", {})
+        for k, v in string_data.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+    obj.setdefault("type", "Opaque")
+    return []
+
+
+def _event_causes(obj: Obj, involved: str, strict: bool) -> list[Obj]:
+    """ValidateEventCreate (the legacy rules, plus the strict ones of events.k8s.io/v1)."""
+    causes: list[Obj] = []
+    ns = obj["metadata"].get("namespace", "")
+    ref: Obj = obj[involved] if isinstance(obj.get(involved), dict) else {}
+    ref_ns = str(ref.get("namespace") or "")
+    event_time = obj.get("eventTime")
+    if not event_time:  # an old-style event: its namespace is its object's
+        bad_ns = ref_ns != ns if ref_ns else ns not in ("", "default")
+    else:
+        bad_ns = not ref_ns and ns not in ("default", "kube-system")
+    if bad_ns:
+        causes.append(cause("FieldValueInvalid", "involvedObject.namespace",
+                            f'involvedObject.namespace: Invalid value: "{ref_ns}": does not match '
+                            "event.namespace"))
+    if event_time:
+        controller = "reportingController" if strict else "reportingComponent"
+        for fld, key in ((controller, "reportingController"),
+                         ("reportingInstance", "reportingInstance"), ("action", "action"),
+                         ("reason", "reason")):
+            if not obj.get(key):
+                causes.append(cause("FieldValueRequired", fld, f"{fld}: Required value"))
+    if strict:
+        if not event_time:
+            causes.append(cause("FieldValueRequired", "eventTime", "eventTime: Required value"))
+        if obj.get("type") not in ("Normal", "Warning"):
+            causes.append(cause("FieldValueInvalid", "type", 'type: Invalid value: "": has '
+                                f"invalid value: {obj.get('type') or ''}"))
+    return causes
+
+
+def _core_event(obj: Obj, old: Obj | None, now: str) -> list[Obj]:
+    return _event_causes(obj, "involvedObject", strict=False)
+
+
+def _events_v1(obj: Obj, old: Obj | None, now: str) -> list[Obj]:
+    return _event_causes(obj, "regarding", strict=old is None)
+
+
 _HOOKS = {
     "apps/deployments": _deployment,
     "/services": _service,
     "/namespaces": _namespace,
+    "/secrets": _secret,
+    "/events": _core_event,
+    "events.k8s.io/events": _events_v1,
     "apiextensions.k8s.io/customresourcedefinitions": _crd,
 }

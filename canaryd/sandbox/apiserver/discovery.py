@@ -1,11 +1,12 @@
 """Discovery documents: /version, /api, /apis, APIResourceLists and a minimal OpenAPI v3.
 
 Everything is generated from the registry, so a CRD appears here as soon as it is
-created. Aggregated discovery (`as=APIGroupDiscoveryList`) is not produced: the
-server answers plain `application/json` and kubectl/client-go fall back to the
-legacy per-group documents. `/openapi/v3` lists one document per group-version whose
-PATCH operations carry `x-kubernetes-group-version-kind` and a `fieldValidation`
-parameter: that is how kubectl decides the server validates fields itself, so
+created. `/api` and `/apis` also answer aggregated discovery (apidiscovery.k8s.io/v2,
+`as=APIGroupDiscoveryList`) when the client asks for it first, as kubectl and client-go
+do: one document with every group, version and resource. `/openapi/v3` lists one
+document per group-version whose PATCH operations carry `x-kubernetes-group-version-kind`
+and a `fieldValidation` parameter: that is how kubectl decides the server validates fields
+itself, so
 `kubectl apply` works without `--validate=false` and without `/openapi/v2`.
 """
 
@@ -18,17 +19,77 @@ import json
 from canaryd.sandbox.apiserver.errors import Obj
 from canaryd.sandbox.apiserver.resources import ALL_VERBS, Registry, ResourceDef
 
+# The emulator follows kube-apiserver v1.36's behaviour but reports an older release on
+# purpose: kubectl version dispatchers (the Cloud SDK's) pick a client by server version, and
+# kubectl 1.33+ sends built-in objects as protobuf (`kubectl create namespace`), which the
+# emulator does not decode; kubectl 1.32 and older send JSON.
 GIT_VERSION = "v1.30.0"
 _SUB_VERBS = ["get", "patch", "update"]
+# A custom resource's verbs, in the order apiextensions lists them.
+_CR_VERBS = ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"]
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
 def version_info() -> Obj:
     return {
         "major": "1", "minor": "30", "gitVersion": GIT_VERSION,
         "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
-        "buildDate": "2024-04-17T00:00:00Z", "goVersion": "go1.22.2", "compiler": "gc",
+        "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.26.0", "compiler": "gc",
         "platform": "linux/amd64",
     }
+
+
+def wants_aggregated(accept: str) -> bool:
+    """Is aggregated discovery the first media type the client accepts that we serve?"""
+    for part in accept.split(","):
+        media = part.strip()
+        if "as=APIGroupDiscoveryList" in media:
+            if "v=v2;" in media or media.endswith("v=v2"):
+                return True
+            continue
+        if media.split(";")[0] in ("application/json", "*/*"):
+            return False
+    return False
+
+
+def aggregated(registry: Registry, core: bool) -> Obj:
+    """APIGroupDiscoveryList for `/api` (core) or `/apis` (every named group)."""
+    items: list[Obj] = []
+    for g, versions in registry.groups().items():
+        if core != (g == ""):
+            continue
+        vdocs = []
+        for v in versions:
+            resources = []
+            for rdef in sorted((r for r in registry.all() if r.group == g and r.version(v)),
+                               key=lambda r: r.plural):
+                vdef = rdef.version(v)
+                assert vdef is not None
+                kind: Obj = ({"group": "", "version": "", "kind": rdef.kind} if rdef.builtin
+                             else {"group": g, "version": v, "kind": rdef.kind})
+                res: Obj = {"resource": rdef.plural, "responseKind": kind,
+                            "scope": "Namespaced" if rdef.namespaced else "Cluster",
+                            "singularResource": rdef.singular,
+                            "verbs": ALL_VERBS if rdef.builtin else _CR_VERBS}
+                if rdef.short_names:
+                    res["shortNames"] = rdef.short_names
+                if rdef.categories:
+                    res["categories"] = rdef.categories
+                subs = []
+                if vdef.scale is not None:
+                    subs.append({"subresource": "scale", "responseKind": {
+                        "group": "autoscaling", "version": "v1", "kind": "Scale"},
+                        "verbs": _SUB_VERBS})
+                if vdef.status:
+                    subs.append({"subresource": "status", "responseKind": kind,
+                                 "verbs": _SUB_VERBS})
+                if subs:
+                    res["subresources"] = subs
+                resources.append(res)
+            vdocs.append({"version": v, "resources": resources, "freshness": "Current"})
+        items.append({"metadata": {"name": g} if g else {}, "versions": vdocs})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {}, "items": items}
 
 
 def core_versions(server_address: str) -> Obj:

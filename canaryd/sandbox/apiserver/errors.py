@@ -44,24 +44,28 @@ class ApiError(Exception):
         reason: str | None = None,
         details: Obj | None = None,
         headers: dict[str, str] | None = None,
+        list_meta: Obj | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.reason = reason or REASONS.get(code, "Unknown")
+        # reason="" leaves it out, as kube-apiserver does for some internal errors.
+        self.reason = REASONS.get(code, "Unknown") if reason is None else reason
         self.details = details
         self.headers = headers or {}
+        self.list_meta = list_meta or {}
 
     def status(self) -> Obj:
         body: Obj = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.list_meta),
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
+        if self.reason:
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -72,11 +76,24 @@ def qualified(plural: str, group: str) -> str:
     return f"{plural}.{group}" if group else plural
 
 
+def details(name: str, group: str, kind: str, **extra: Any) -> Obj:
+    """StatusDetails as Go marshals it: empty name and group are left out (omitempty)."""
+    out: Obj = {}
+    if name:
+        out["name"] = name
+    if group:
+        out["group"] = group
+    if kind:
+        out["kind"] = kind
+    out.update(extra)
+    return out
+
+
 def not_found(plural: str, group: str, name: str) -> ApiError:
     return ApiError(
         404,
         f'{qualified(plural, group)} "{name}" not found',
-        details={"name": name, "group": group, "kind": plural},
+        details=details(name, group, plural),
     )
 
 
@@ -85,7 +102,7 @@ def already_exists(plural: str, group: str, name: str) -> ApiError:
         409,
         f'{qualified(plural, group)} "{name}" already exists',
         reason="AlreadyExists",
-        details={"name": name, "group": group, "kind": plural},
+        details=details(name, group, plural),
     )
 
 
@@ -98,7 +115,7 @@ def conflict(plural: str, group: str, name: str, why: str | None = None) -> ApiE
         409,
         f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": {tail}',
         reason="Conflict",
-        details={"name": name, "group": group, "kind": plural},
+        details=details(name, group, plural),
     )
 
 
@@ -115,15 +132,19 @@ def bad_request(message: str) -> ApiError:
 
 
 def invalid(kind: str, group: str, name: str, causes: list[Obj]) -> ApiError:
-    """422 Invalid with `causes`; message is `Kind.group "name" is invalid: <causes>`."""
+    """422 Invalid with `causes`; message is `Kind.group "name" is invalid: <causes>`
+    (errors.NewInvalid: the message lists each distinct cause once)."""
     qual = f"{kind}.{group}" if group else kind
-    texts = [f'{c["field"]}: {c["message"]}' if c.get("field") else str(c["message"])
-             for c in causes]
+    texts: list[str] = []
+    for c in causes:
+        text = f'{c["field"]}: {c["message"]}' if c.get("field") else str(c["message"])
+        if text not in texts:
+            texts.append(text)
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     return ApiError(
         422,
         f'{qual} "{name}" is invalid: {joined}',
-        details={"name": name, "group": group, "kind": kind, "causes": causes},
+        details=details(name, group, kind, causes=causes),
     )
 
 

@@ -8,7 +8,6 @@ registry (no per-type handlers). Each resource request is audited as a
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +15,12 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from canaryd.sandbox.apiserver import crd_validation as fe
 from canaryd.sandbox.apiserver import (
     discovery,
     errors,
     openapi_v2,
+    pagination,
     patch,
     selectors,
     tables,
@@ -29,7 +30,8 @@ from canaryd.sandbox.apiserver.errors import ApiError, Obj
 from canaryd.sandbox.apiserver.faults import Faults, RequestRecord
 from canaryd.sandbox.apiserver.resources import Registry, ResourceDef
 from canaryd.sandbox.apiserver.store import Store
-from canaryd.sandbox.apiserver.writes import Writer
+from canaryd.sandbox.apiserver.writes import CRD_KEY, Writer
+from canaryd.sandbox.apiserver.writes import terminating as writes_terminating
 
 
 def go_bool(value: str | None) -> bool:
@@ -134,14 +136,30 @@ class Api:
             return {"POST": "create", "DELETE": "deletecollection"}.get(m, m.lower())
         return {"PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(m, m.lower())
 
-    def non_resource(self, request: web.Request, segs: list[str]) -> web.Response:
-        if request.method != "GET":
+    def _not_found(self, segs: list[str]) -> web.Response:
+        """404 for a path kube-apiserver does not route: Go's mux answers in plain text
+        outside /api and known /apis/<group>; inside, a Status."""
+        known = segs[0] == "api" or (segs[0] == "apis" and (
+            len(segs) == 1 or segs[1] in self.registry.groups()))
+        if known:
             raise errors.unknown_resource()
+        return web.Response(status=404, text="404 page not found\n", content_type="text/plain")
+
+    def non_resource(self, request: web.Request, segs: list[str]) -> web.Response:
         path = "/".join(segs)
+        if request.method != "GET":
+            if segs[0] in ("api", "apis") and path not in ("api", "apis"):
+                return self._not_found(segs)
+            raise errors.unknown_resource()
         if path == "version":
             return json_response(discovery.version_info())
         if path in ("healthz", "livez", "readyz"):
             return web.Response(text="ok")
+        if path in ("api", "apis") and discovery.wants_aggregated(
+                request.headers.get("Accept", "")):
+            doc_agg = discovery.aggregated(self.registry, core=path == "api")
+            return web.Response(body=json.dumps(doc_agg).encode(),
+                                headers={"Content-Type": discovery.AGGREGATED})
         if path == "api":
             return json_response(discovery.core_versions(request.host))
         if path == "apis":
@@ -164,12 +182,12 @@ class Api:
         elif segs[0] == "apis" and len(segs) == 3:
             doc = discovery.resource_list(self.registry, segs[1], segs[2])
         if doc is None:
-            raise errors.unknown_resource()
+            return self._not_found(segs)
         return json_response(doc)
 
     # verbs -------------------------------------------------------------------------------
     async def dispatch(self, request: web.Request, t: Target, verb: str) -> web.StreamResponse:
-        dry_run = self._dry_run(request)
+        dry_run = self._dry_run(request, verb)
         ns = t.namespace or ""
         rdef, version, w = t.rdef, t.version, self.writer
         if verb == "get":
@@ -184,6 +202,8 @@ class Api:
             return await self.watch(request, t)
         if verb == "create":
             body = await self._body(request)
+            self._check_kind(request, t, body, await request.read())
+            self._check_crd_alive(t, body)
             created = w.create(rdef, version, ns, body, dry_run=dry_run)
             return json_response(w.render(rdef, version, created), 201)
         if verb == "deletecollection":
@@ -191,6 +211,8 @@ class Api:
         assert t.name is not None
         if verb == "update":
             body = await self._body(request)
+            if t.subresource != "scale":
+                self._check_kind(request, t, body, await request.read())
             if t.subresource == "scale":
                 return json_response(w.write_scale(rdef, version, ns, t.name, body,
                                                    dry_run=dry_run))
@@ -210,13 +232,17 @@ class Api:
             return json_response(w.render(rdef, version, obj))
         if verb == "delete":
             options = await self._body(request, optional=True)
-            if isinstance(options, dict) and options.get("dryRun"):
-                dry_run = self._dry_values(list(options["dryRun"]))
-            last = w.delete(rdef, ns, t.name, dry_run=dry_run,
-                            options=options if isinstance(options, dict) else None)
-            return json_response(w.render(rdef, version, last))
-        raise ApiError(405, f"the server does not allow this method on the requested resource "
-                            f"({request.method})", reason="MethodNotAllowed")
+            opts: Obj = dict(options) if isinstance(options, dict) else {}
+            if opts.get("dryRun"):
+                dry_run = self._dry_values(list(opts["dryRun"]), "DeleteOptions")
+            for key in ("propagationPolicy", "orphanDependents"):
+                if key in request.query and key not in opts:
+                    value = request.query[key]
+                    opts[key] = go_bool(value) if key == "orphanDependents" else value
+            last = w.delete(rdef, ns, t.name, dry_run=dry_run, options=opts)
+            return self._deleted(t, last, dry_run)
+        raise ApiError(405, "the server does not allow this method on the requested resource",
+                       reason="MethodNotAllowed", details={})
 
     def _single(self, request: web.Request, t: Target, obj: Obj) -> web.Response:
         rendered = self.writer.render(t.rdef, t.version, obj)
@@ -226,43 +252,155 @@ class Api:
                 include_object=request.query.get("includeObject", "")))
         return json_response(rendered)
 
+    def _deleted(self, t: Target, last: Obj, dry_run: bool) -> web.Response:
+        """What a DELETE answers: the object while it is still there (finalizers) or for the
+        types that return it (Namespaces, Pods, Services...), else a Status."""
+        meta = last["metadata"]
+        still = self.store.get(t.rdef.key, meta.get("namespace", ""), meta["name"]) is not None
+        if (still and not dry_run) or t.rdef.return_deleted or writes_terminating(last):
+            return json_response(self.writer.render(t.rdef, t.version, last))
+        return json_response({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": errors.details(meta["name"], t.rdef.group, t.rdef.plural,
+                                      uid=meta.get("uid"))})
+
+    def _check_kind(self, request: web.Request, t: Target, body: Any, raw: bytes) -> None:
+        """A custom resource's body names its kind and apiVersion (they are how the
+        unstructured decoder reads it); a built-in's may leave them out but not contradict."""
+        if not isinstance(body, dict):
+            return
+        kind, api_version = body.get("kind"), body.get("apiVersion")
+        expected = t.rdef.api_version(t.version)
+        if t.rdef.builtin:
+            if kind and kind != t.rdef.kind:
+                version = str(api_version or expected).rsplit("/", 1)[-1]
+                internal = (t.rdef.group or "core").split(".")[0]
+                raise errors.bad_request(
+                    f'{kind} in version "{version}" cannot be handled as a {t.rdef.kind}: '
+                    f"converting ({version}.{kind}) to ({internal}.{t.rdef.kind}): unknown "
+                    "conversion")
+            return
+        if not kind:
+            text = raw.decode(errors="replace")
+            summary = text if len(raw) <= 30 else raw[:30].decode(errors="replace") + " ..."
+            raise errors.bad_request(
+                f"the object provided is unrecognized (must be of type {t.rdef.kind}): Object "
+                f"'Kind' is missing in '{text}' ({summary})")
+        if api_version != expected:
+            raise errors.bad_request(f"the API version in the data ({api_version or ''}) does "
+                                     f"not match the expected API version ({expected})")
+        if kind != t.rdef.kind:
+            name = str((body.get("metadata") or {}).get("name", ""))
+            raise errors.invalid(str(kind), t.rdef.group, name, [errors.cause(
+                "FieldValueInvalid", "kind", f'Invalid value: "{kind}": must be {t.rdef.kind}')])
+
+    def _check_crd_alive(self, t: Target, body: Any) -> None:
+        if t.rdef.builtin:
+            return
+        crd = self.store.get(CRD_KEY, "", f"{t.rdef.plural}.{t.rdef.group}")
+        if crd is not None and writes_terminating(crd):
+            name = str(((body or {}).get("metadata") or {}).get("name", "")) \
+                if isinstance(body, dict) else ""
+            raise ApiError(403, f'{errors.qualified(t.rdef.plural, t.rdef.group)} "{name}" is '
+                                "forbidden: create not allowed while custom resource definition "
+                                "is terminating", reason="Forbidden",
+                           details=errors.details(name, t.rdef.group, t.rdef.plural))
+
     def _matcher(self, request: web.Request, t: Target) -> selectors.Matcher:
         labels = selectors.parse_labels(request.query.get("labelSelector"))
         fields = selectors.parse_fields(request.query.get("fieldSelector"))
+        defaults = ("metadata.name", "metadata.namespace")
         if not t.rdef.builtin:
-            allowed = {"metadata.name", "metadata.namespace",
-                       *(t.rdef.version(t.version) or t.rdef.storage_version).selectable_fields}
-            for f in fields:
-                if f.path not in allowed:
-                    raise errors.bad_request(
-                        f'"{f.path}" is not a known field selector: only "metadata.name", '
-                        '"metadata.namespace"')
+            allowed: tuple[str, ...] | None = (*defaults, *(
+                t.rdef.version(t.version) or t.rdef.storage_version).selectable_fields)
+        else:
+            allowed = t.rdef.field_labels
+        for f in fields:
+            if allowed is None and f.path not in defaults:
+                raise errors.bad_request(
+                    f'"{f.path}" is not a known field selector: only "metadata.name", '
+                    '"metadata.namespace"')
+            if allowed is not None and f.path not in allowed:
+                raise errors.bad_request(f"field label not supported: {f.path}")
         return selectors.Matcher(labels, fields)
 
+    def _list_options(self, request: web.Request, watching: bool) -> None:
+        """ValidateListOptions: 422 for combinations kube-apiserver refuses."""
+        q = request.query
+        match = q.get("resourceVersionMatch", "")
+        initial = q.get("sendInitialEvents")
+        errs: list[Any] = []
+        if watching:
+            if initial is not None and match != "NotOlderThan":
+                errs.append(fe.forbidden("resourceVersionMatch", "sendInitialEvents requires "
+                                                                 "setting resourceVersionMatch to "
+                                                                 "NotOlderThan"))
+            if match:
+                if initial is None:
+                    errs.append(fe.forbidden("resourceVersionMatch", "resourceVersionMatch is "
+                                             "forbidden for watch unless sendInitialEvents is "
+                                             "provided"))
+                if match != "NotOlderThan":
+                    errs.append(fe.not_supported("resourceVersionMatch", match, ["NotOlderThan"]))
+                if q.get("continue"):
+                    errs.append(fe.forbidden("resourceVersionMatch", "resourceVersionMatch is "
+                                             "forbidden when continue is provided"))
+        else:
+            if match:
+                if not q.get("resourceVersion"):
+                    errs.append(fe.forbidden("resourceVersionMatch", "resourceVersionMatch is "
+                                             "forbidden unless resourceVersion is provided"))
+                if q.get("continue"):
+                    errs.append(fe.forbidden("resourceVersionMatch", "resourceVersionMatch is "
+                                             "forbidden when continue is provided"))
+                if match not in ("Exact", "NotOlderThan"):
+                    errs.append(fe.not_supported("resourceVersionMatch", match,
+                                                 ["Exact", "NotOlderThan", ""]))
+                if match == "Exact" and q.get("resourceVersion") == "0":
+                    errs.append(fe.forbidden("resourceVersionMatch", 'resourceVersionMatch '
+                                             '"exact" is forbidden for resourceVersion "0"'))
+            if initial is not None:
+                errs.append(fe.forbidden("sendInitialEvents",
+                                         "sendInitialEvents is forbidden for list"))
+        if errs:
+            raise errors.invalid("ListOptions", "meta.k8s.io", "", [e.cause() for e in errs])
+
     def list_response(self, request: web.Request, t: Target) -> web.Response:
+        self._list_options(request, watching=False)
         matcher = self._matcher(request, t)
-        objs = [o for o in self.store.objects(t.rdef.key, t.namespace) if matcher(o)]
-        start = request.query.get("continue")
-        if start:
-            try:
-                token = json.loads(base64.urlsafe_b64decode(start.encode()))
-                after = (str(token["ns"]), str(token["name"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ApiError(410, "The provided continue parameter is too old to display a "
-                                    "consistent list result.", reason="Expired") from exc
-            objs = [o for o in objs if (o["metadata"].get("namespace", ""),
-                                        o["metadata"]["name"]) > after]
-        limit = int(request.query.get("limit") or 0)
+        q = request.query
+        snapshot_rv: int | None = None
+        after: tuple[str, str] | None = None
+        if q.get("continue"):
+            after, snapshot_rv = pagination.decode(q["continue"], t.namespace)
+            if snapshot_rv < 0:  # "continue at the latest", offered after a 410
+                snapshot_rv = None
+        elif q.get("resourceVersionMatch") == "Exact":
+            snapshot_rv = pagination.parse_rv(q.get("resourceVersion", ""))
+        if snapshot_rv is None:
+            rv_now = self.store.rv
+            every = self.store.objects(t.rdef.key, t.namespace)
+        else:
+            snap = self.store.snapshot(t.rdef.key, snapshot_rv, t.namespace)
+            if snap is None:
+                raise pagination.expired(after, t.namespace) if after is not None else ApiError(
+                    410, "The resourceVersion for the provided list is too old.",
+                    reason="Expired")
+            rv_now, every = snapshot_rv, snap
+        objs = [o for o in every if matcher(o)]
+        if after is not None:
+            start = after
+            objs = [o for o in objs if pagination.after(o, start)]
+        limit = int(q.get("limit") or 0)
         next_token = ""
-        remaining = 0
+        remaining: int | None = None
         if limit > 0 and len(objs) > limit:
-            remaining = len(objs) - limit
+            if not q.get("labelSelector") and not q.get("fieldSelector"):
+                remaining = len(objs) - limit
             objs = objs[:limit]
-            last = objs[-1]["metadata"]
-            next_token = base64.urlsafe_b64encode(json.dumps(
-                {"ns": last.get("namespace", ""), "name": last["name"]}).encode()).decode()
+            next_token = pagination.encode(pagination.key(objs[-1]), t.namespace, rv_now)
         items = [self.writer.render(t.rdef, t.version, o) for o in objs]
-        rv = str(self.store.rv)
+        rv = str(rv_now)
         if tables.wants_table(request.headers.get("Accept", "")):
             return json_response(tables.table(
                 t.rdef, t.version, items, resource_version=rv, continue_token=next_token,
@@ -270,16 +408,22 @@ class Api:
         meta: Obj = {"resourceVersion": rv}
         if next_token:
             meta["continue"] = next_token
-            meta["remainingItemCount"] = remaining
+            if remaining is not None:
+                meta["remainingItemCount"] = remaining
         return json_response({"kind": t.rdef.list_kind, "apiVersion":
                               t.rdef.api_version(t.version), "metadata": meta, "items": items})
 
     async def watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        self._list_options(request, watching=True)
         matcher = self._matcher(request, t)
         timeout = request.query.get("timeoutSeconds")
+        initial = request.query.get("sendInitialEvents")
+        since = request.query.get("resourceVersion")
         req = watch.WatchRequest(
             rdef=t.rdef, version=t.version, namespace=t.namespace, matches=matcher,
-            since=request.query.get("resourceVersion"),
+            since=since,
+            initial_events=(go_bool(initial) if initial is not None
+                            else since in (None, "", "0")),
             timeout=float(timeout) if timeout else None,
             bookmarks=go_bool(request.query.get("allowWatchBookmarks")),
             table=tables.wants_table(request.headers.get("Accept", "")),
@@ -304,17 +448,18 @@ class Api:
 
     # request parsing ---------------------------------------------------------------------
     @staticmethod
-    def _dry_values(values: list[str]) -> bool:
-        for v in values:
-            if v != "All":
-                raise ApiError(422, f'dryRun: Unsupported value: "{v}": supported values: "All"',
-                               details={"causes": [errors.cause(
-                                   "FieldValueNotSupported", "dryRun",
-                                   f'Unsupported value: "{v}": supported values: "All"')]})
+    def _dry_values(values: list[str], options_kind: str) -> bool:
+        if any(v != "All" for v in values):
+            raise errors.invalid(options_kind, "meta.k8s.io", "", [
+                fe.not_supported("dryRun", fe.GoJSON(fe.go_json(values)), ["All"]).cause()])
         return bool(values)
 
-    def _dry_run(self, request: web.Request) -> bool:
-        return self._dry_values(request.query.getall("dryRun", []))
+    def _dry_run(self, request: web.Request, verb: str) -> bool:
+        kind = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions",
+                "delete": "DeleteOptions", "deletecollection": "DeleteOptions"}.get(verb)
+        if kind is None:
+            return False
+        return self._dry_values(request.query.getall("dryRun", []), kind)
 
     @staticmethod
     async def _body(request: web.Request, *, optional: bool = False) -> Any:

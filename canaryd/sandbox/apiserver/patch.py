@@ -55,18 +55,26 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+_GO_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "bool", int: "number",
+                  float: "number", type(None): "null"}
+# A JSON patch that cannot be applied (a failing test, a missing path): no detail given.
+_REJECTED = "the server rejected our request due to an error in our request"
+
+
+def _cannot_unmarshal(value: Any, into: str) -> ApiError:
+    got = _GO_JSON_TYPES.get(type(value), "value")
+    return ApiError(400, f"error decoding patch: json: cannot unmarshal {got} into Go value of "
+                         f"type {into}")
+
+
 def json_patch(target: Obj, ops: Any) -> Obj:
     if not isinstance(ops, list):
-        raise ApiError(400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        raise _cannot_unmarshal(ops, "[]handlers.jsonPatchOp")
     try:
         result = jsonpatch.JsonPatch(ops).apply(target)
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise ApiError(422, f"the server rejected our request due to an error in our request: "
-                            f"{exc}") from exc
     except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError,
             IndexError, TypeError, ValueError) as exc:
-        raise ApiError(422, f"the server rejected our request due to an error in our request: "
-                            f"{exc}") from exc
+        raise ApiError(422, _REJECTED, details={}) from exc
     if not isinstance(result, dict):
         raise ApiError(422, "the patch produced a non-object document")
     return result
@@ -179,18 +187,17 @@ def apply(current: Obj, raw: bytes, content_type: str, *, builtin: bool) -> Obj:
     if ctype == APPLY:
         raise ApiError(415, "server-side apply is not supported by the sandbox API server; "
                             "use client-side apply (kubectl apply without --server-side)")
-    if ctype == STRATEGIC and not builtin:
+    if not builtin and ctype not in (MERGE, JSON_PATCH):
         raise ApiError(415, "the body of the request was in an unknown format - accepted media "
                             f"types include: {JSON_PATCH}, {MERGE}, {APPLY}")
     if ctype not in (MERGE, JSON_PATCH, STRATEGIC):
-        accepted = [JSON_PATCH, MERGE] + ([STRATEGIC] if builtin else [])
-        raise ApiError(415, "the body of the request was in an unknown format - accepted media "
-                            f"types include: {', '.join(accepted)}")
+        # Refused by the route itself (go-restful's Consumes check).
+        raise ApiError(415, "415: Unsupported Media Type", details={})
     body = parse_body(raw, ctype)
     if ctype == JSON_PATCH:
         return json_patch(current, body)
     if not isinstance(body, dict):
-        raise ApiError(400, "error decoding patch: the patch must be a JSON object")
+        raise _cannot_unmarshal(body, "map[string]interface {}")
     result = merge_patch(current, body) if ctype == MERGE else strategic_merge(current, body)
     if not isinstance(result, dict):
         raise ApiError(422, "the patch produced a non-object document")

@@ -52,6 +52,13 @@ class ResourceDef:
     update_requires_rv: bool = False
     # Custom resources bump generation on any change outside metadata; built-ins on spec.
     generation_from_all: bool = False
+    # Only some types keep metadata.generation at all (ConfigMaps, Services... do not).
+    has_generation: bool = False
+    # DELETE answers the deleted object (else a Status): Namespaces, Pods, Services...
+    return_deleted: bool = False
+    # Field selectors beyond metadata.name/namespace (a type with a field-label conversion
+    # answers unknown ones with "field label not supported"); None: only the two defaults.
+    field_labels: tuple[str, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -82,30 +89,53 @@ class ResourceDef:
         return v.status
 
 
+_EVENT_FIELDS = (
+    "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+    "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+    "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
+    "metadata.namespace", "metadata.name",
+)
+_EVENTS_V1_FIELDS = (
+    "reason", "regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid",
+    "regarding.apiVersion", "regarding.resourceVersion", "regarding.fieldPath",
+    "reportingController", "type", "metadata.namespace", "metadata.name",
+)
+
+
 def _core(kind: str, plural: str, *, namespaced: bool = True, status: bool = False,
-          short: list[str] | None = None, cats: list[str] | None = None) -> ResourceDef:
+          short: list[str] | None = None, cats: list[str] | None = None,
+          generation: bool = False, return_deleted: bool = False,
+          fields: tuple[str, ...] | None = None) -> ResourceDef:
     return ResourceDef(
         group="", kind=kind, plural=plural, singular=kind.lower(), namespaced=namespaced,
         versions=[Version("v1", storage=True, status=status)],
-        short_names=short or [], categories=cats or [],
+        short_names=short or [], categories=cats or [], has_generation=generation,
+        return_deleted=return_deleted, field_labels=fields,
     )
 
 
 def builtin_resources() -> list[ResourceDef]:
     return [
-        _core("Namespace", "namespaces", namespaced=False, status=True, short=["ns"]),
-        _core("Service", "services", status=True, short=["svc"], cats=["all"]),
-        _core("Event", "events", short=["ev"]),
+        _core("Namespace", "namespaces", namespaced=False, status=True, short=["ns"],
+              return_deleted=True, fields=("status.phase", "metadata.name")),
+        _core("Service", "services", status=True, short=["svc"], cats=["all"],
+              return_deleted=True, fields=("metadata.namespace", "metadata.name",
+                                           "spec.clusterIP", "spec.type")),
+        _core("Event", "events", short=["ev"], fields=_EVENT_FIELDS),
         _core("ConfigMap", "configmaps", short=["cm"]),
-        _core("Secret", "secrets"),
-        _core("Pod", "pods", status=True, short=["po"], cats=["all"]),
-        _core("ServiceAccount", "serviceaccounts", short=["sa"]),
+        _core("Secret", "secrets", fields=("type", "metadata.namespace", "metadata.name")),
+        _core("Pod", "pods", status=True, short=["po"], cats=["all"], generation=True,
+              return_deleted=True, fields=(
+                  "metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy",
+                  "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
+                  "status.phase", "status.podIP", "status.podIPs", "status.nominatedNodeName")),
+        _core("ServiceAccount", "serviceaccounts", short=["sa"], return_deleted=True),
         ResourceDef(
             group="apps", kind="Deployment", plural="deployments", singular="deployment",
             namespaced=True,
             versions=[Version("v1", storage=True, status=True,
                               scale=ScalePaths(label_selector=".status.selector"))],
-            short_names=["deploy"], categories=["all"],
+            short_names=["deploy"], categories=["all"], has_generation=True,
         ),
         ResourceDef(
             group="coordination.k8s.io", kind="Lease", plural="leases", singular="lease",
@@ -116,11 +146,12 @@ def builtin_resources() -> list[ResourceDef]:
             group="apiextensions.k8s.io", kind="CustomResourceDefinition",
             plural="customresourcedefinitions", singular="customresourcedefinition",
             namespaced=False, versions=[Version("v1", storage=True, status=True)],
-            short_names=["crd", "crds"], categories=["api-extensions"],
+            short_names=["crd", "crds"], categories=["api-extensions"], has_generation=True,
         ),
         ResourceDef(
             group="events.k8s.io", kind="Event", plural="events", singular="event",
             namespaced=True, versions=[Version("v1", storage=True)], short_names=["ev"],
+            field_labels=_EVENTS_V1_FIELDS,
         ),
         # What `kubectl apply -k deploy/` installs besides the types above.
         *_rbac(),
@@ -128,11 +159,12 @@ def builtin_resources() -> list[ResourceDef]:
             group="policy", kind="PodDisruptionBudget", plural="poddisruptionbudgets",
             singular="poddisruptionbudget", namespaced=True,
             versions=[Version("v1", storage=True, status=True)], short_names=["pdb"],
+            has_generation=True,
         ),
         ResourceDef(
             group="networking.k8s.io", kind="NetworkPolicy", plural="networkpolicies",
             singular="networkpolicy", namespaced=True, versions=[Version("v1", storage=True)],
-            short_names=["netpol"],
+            short_names=["netpol"], has_generation=True,
         ),
     ]
 
@@ -187,6 +219,7 @@ def from_crd(crd: Obj) -> ResourceDef:
         builtin=False,
         update_requires_rv=True,
         generation_from_all=True,
+        has_generation=True,
     )
 
 

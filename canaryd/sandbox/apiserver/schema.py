@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from typing import Any
 
+from canaryd.sandbox.apiserver import goregexp
 from canaryd.sandbox.apiserver.errors import Obj, cause
 
 _ROOT_KEEP = ("apiVersion", "kind", "metadata")
@@ -91,25 +91,33 @@ def _type_ok(value: Any, typ: str) -> bool:
     return isinstance(value, _TYPE_NAMES.get(typ, (object,)))
 
 
-def validate(value: Any, schema: Obj | None, path: str = "") -> list[Obj]:
-    """Every schema violation under `path`, as Status causes."""
+def validate(value: Any, schema: Obj | None, path: str = "", base: str | None = None
+             ) -> list[Obj]:
+    """Every schema violation under `path`, as Status causes.
+
+    `path` is the value's name inside the validated document (what messages call `<path> in
+    body`); `base`, when given, is where that document sits (a CRD's `...default`), so a
+    cause's field is `base.path`, as apiextensions reports defaults."""
     if schema is None:
         return []
     errs: list[Obj] = []
-    fld = path or "<root>"
+    if base is None:
+        fld = name = path or "<root>"
+    else:
+        fld, name = (f"{base}.{path}" if path else base), path
     if value is None:
         if schema.get("nullable"):
             return []
         if "type" in schema:
             return [cause("FieldValueTypeInvalid", fld,
-                          f'{fld}: Invalid value: "null": {fld} in body must be of type '
+                          f'{fld}: Invalid value: "null": {name} in body must be of type '
                           f'{schema["type"]}: "null"')]
         return []
     typ = schema.get("type")
     if schema.get("x-kubernetes-int-or-string"):
         if not (isinstance(value, str) or _type_ok(value, "integer")):
             errs.append(cause("FieldValueTypeInvalid", fld,
-                              f"{fld}: Invalid value: {_show(value)}: {fld} in body must be "
+                              f"{fld}: Invalid value: {_show(value)}: {name} in body must be "
                               "of type integer-or-string"))
             return errs
     elif typ and not _type_ok(value, str(typ)):
@@ -117,16 +125,16 @@ def validate(value: Any, schema: Obj | None, path: str = "") -> list[Obj]:
         got = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
                "list": "array"}.get(got, got)
         return [cause("FieldValueTypeInvalid", fld,
-                      f'{fld}: Invalid value: "{got}": {fld} in body must be of type {typ}: '
+                      f'{fld}: Invalid value: "{got}": {name} in body must be of type {typ}: '
                       f'"{got}"')]
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(json.dumps(v) for v in schema["enum"])
         errs.append(cause("FieldValueNotSupported", fld,
                           f"{fld}: Unsupported value: {_show(value)}: supported values: {allowed}"))
     if isinstance(value, str):
-        errs.extend(_string_errors(value, schema, fld))
+        errs.extend(_string_errors(value, schema, fld, name))
     if _type_ok(value, "number") and not isinstance(value, str):
-        errs.extend(_number_errors(value, schema, fld))
+        errs.extend(_number_errors(value, schema, fld, name))
     if isinstance(value, list):
         if "maxItems" in schema and len(value) > int(schema["maxItems"]):
             errs.append(cause("FieldValueTooMany", fld,
@@ -134,35 +142,42 @@ def validate(value: Any, schema: Obj | None, path: str = "") -> list[Obj]:
                               f"{schema['maxItems']} items"))
         if "minItems" in schema and len(value) < int(schema["minItems"]):
             errs.append(cause("FieldValueInvalid", fld,
-                              f"{fld}: Invalid value: {len(value)}: {fld} in body should have at "
+                              f"{fld}: Invalid value: {len(value)}: {name} in body should have at "
                               f"least {schema['minItems']} items"))
         items = schema.get("items")
         if isinstance(items, dict):
             for i, item in enumerate(value):
-                errs.extend(validate(item, items, f"{path}[{i}]"))
+                errs.extend(validate(item, items, f"{path}[{i}]", base))
     if isinstance(value, dict):
-        errs.extend(_object_errors(value, schema, path))
+        errs.extend(_object_errors(value, schema, path, base))
     return errs
 
 
-def _string_errors(value: str, schema: Obj, fld: str) -> list[Obj]:
+def _string_errors(value: str, schema: Obj, fld: str, name: str) -> list[Obj]:
     errs: list[Obj] = []
     if "maxLength" in schema and len(value) > int(schema["maxLength"]):
         errs.append(cause("FieldValueTooLong", fld,
-                          f"{fld}: Too long: may not be longer than {schema['maxLength']}"))
+                          f"{fld}: Too long: may not be more than {schema['maxLength']} bytes"))
     if "minLength" in schema and len(value) < int(schema["minLength"]):
         errs.append(cause("FieldValueInvalid", fld,
-                          f"{fld}: Invalid value: {_show(value)}: {fld} in body should be at "
+                          f"{fld}: Invalid value: {_show(value)}: {name} in body should be at "
                           f"least {schema['minLength']} chars long"))
     pattern = schema.get("pattern")
-    if pattern and re.search(str(pattern), value) is None:
+    if pattern and not _matches(str(pattern), value):
         errs.append(cause("FieldValueInvalid", fld,
-                          f"{fld}: Invalid value: {_show(value)}: {fld} in body should match "
+                          f"{fld}: Invalid value: {_show(value)}: {name} in body should match "
                           f"'{pattern}'"))
     return errs
 
 
-def _number_errors(value: float, schema: Obj, fld: str) -> list[Obj]:
+def _matches(pattern: str, value: str) -> bool:
+    try:
+        return goregexp.search(pattern, value)
+    except goregexp.GoRegexpError:
+        return True  # a CRD with this pattern is refused; nothing stored can carry one
+
+
+def _number_errors(value: float, schema: Obj, fld: str, name: str) -> list[Obj]:
     errs: list[Obj] = []
     if "minimum" in schema:
         lo = schema["minimum"]
@@ -170,7 +185,7 @@ def _number_errors(value: float, schema: Obj, fld: str) -> list[Obj]:
         if value < lo or (excl and value == lo):
             word = "greater than" if excl else "greater than or equal to"
             errs.append(cause("FieldValueInvalid", fld,
-                              f"{fld}: Invalid value: {_show(value)}: {fld} in body should be "
+                              f"{fld}: Invalid value: {_show(value)}: {name} in body should be "
                               f"{word} {lo}"))
     if "maximum" in schema:
         hi = schema["maximum"]
@@ -178,29 +193,30 @@ def _number_errors(value: float, schema: Obj, fld: str) -> list[Obj]:
         if value > hi or (excl and value == hi):
             word = "less than" if excl else "less than or equal to"
             errs.append(cause("FieldValueInvalid", fld,
-                              f"{fld}: Invalid value: {_show(value)}: {fld} in body should be "
+                              f"{fld}: Invalid value: {_show(value)}: {name} in body should be "
                               f"{word} {hi}"))
     return errs
 
 
-def _object_errors(value: Obj, schema: Obj, path: str) -> list[Obj]:
+def _object_errors(value: Obj, schema: Obj, path: str, base: str | None) -> list[Obj]:
     errs: list[Obj] = []
     props: Obj = schema.get("properties") or {}
     for req in schema.get("required") or []:
         if req not in value:
             fld = f"{path}.{req}" if path else req
+            fld = fld if base is None else f"{base}.{fld}"
             errs.append(cause("FieldValueRequired", fld, f"{fld}: Required value"))
     addl = schema.get("additionalProperties")
     for key, sub in value.items():
         child = f"{path}.{key}" if path else key
-        if not path and key in _ROOT_KEEP:
+        if not path and base is None and key in _ROOT_KEEP:
             continue
         if key in props:
-            errs.extend(validate(sub, props[key], child))
+            errs.extend(validate(sub, props[key], child, base))
         elif isinstance(addl, dict):
-            errs.extend(validate(sub, addl, child))
+            errs.extend(validate(sub, addl, child, base))
     if "maxProperties" in schema and len(value) > int(schema["maxProperties"]):
-        fld = path or "<root>"
+        fld = (path or "<root>") if base is None else (f"{base}.{path}" if path else base)
         errs.append(cause("FieldValueTooMany", fld,
                           f"{fld}: Too many: {len(value)}: must have at most "
                           f"{schema['maxProperties']} items"))

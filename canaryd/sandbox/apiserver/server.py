@@ -25,6 +25,7 @@ from canaryd.sandbox.apiserver.controllers import DeploymentController
 from canaryd.sandbox.apiserver.errors import ApiError, Obj
 from canaryd.sandbox.apiserver.faults import Faults, RequestRecord
 from canaryd.sandbox.apiserver.handlers import Api, json_response
+from canaryd.sandbox.apiserver.lifecycle import Lifecycle
 from canaryd.sandbox.apiserver.store import Store
 
 # A fixed, public test credential: the server accepts requests with or without it.
@@ -42,6 +43,7 @@ class ApiServer:
         self.writer = writes.Writer(store=self.store, registry=self.registry)
         self.faults = Faults(_dropper=self.store.drop_watches)
         self.requests: list[RequestRecord] = []
+        self.lifecycle = Lifecycle(store=self.store, registry=self.registry, writer=self.writer)
         self.controller = DeploymentController(
             store=self.store, registry=self.registry, writer=self.writer,
             delay=deployment_ready_delay)
@@ -75,6 +77,7 @@ class ApiServer:
 
     async def stop(self) -> None:
         self.controller.stop()
+        self.lifecycle.stop()
         self.store.drop_watches()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -18,6 +18,10 @@ from canaryd.sandbox.apiserver.errors import ApiError, Obj
 Key = tuple[str, str]  # (namespace or "", name)
 
 
+def etcd_key(key: Key) -> str:
+    return f"{key[0]}/{key[1]}" if key[0] else key[1]
+
+
 @dataclass(frozen=True)
 class Event:
     rv: int
@@ -52,9 +56,30 @@ class Store:
         return self._objects[resource].get((namespace, name))
 
     def objects(self, resource: str, namespace: str | None = None) -> list[Obj]:
+        """In etcd's order: by the key `<namespace>/<name>` (so `ns-x/a` before `ns/a`)."""
         items = self._objects[resource]
-        keys = sorted(k for k in items if namespace is None or k[0] == namespace)
+        keys = sorted((k for k in items if namespace is None or k[0] == namespace), key=etcd_key)
         return [items[k] for k in keys]
+
+    def snapshot(self, resource: str, rv: int, namespace: str | None = None) -> list[Obj] | None:
+        """The objects as they were at resourceVersion `rv`, rebuilt by undoing the history
+        after it; None once compaction has dropped what that needs."""
+        if rv < self.oldest_rv:
+            return None
+        state = dict(self._objects[resource])
+        for event in reversed(self._history):
+            if event.rv <= rv:
+                break
+            if event.resource != resource:
+                continue
+            meta = event.obj["metadata"]
+            k = (meta.get("namespace", ""), meta["name"])
+            if event.type == "ADDED":
+                state.pop(k, None)
+            elif event.old is not None:
+                state[k] = event.old
+        keys = sorted((k for k in state if namespace is None or k[0] == namespace), key=etcd_key)
+        return [state[k] for k in keys]
 
     def namespaces_in_use(self, resource: str) -> set[str]:
         return {k[0] for k in self._objects[resource]}

@@ -2,7 +2,8 @@
 
 Columns follow what kube-apiserver prints: NAME and AGE by default, a CRD's
 `additionalPrinterColumns` (JSONPath subset: `.a.b`, `[0]`, `[?(@.type=="X")]`) for
-custom resources, and the familiar columns for Deployments, Services, Namespaces.
+custom resources, and kube-apiserver's own columns for the built-in types the sandbox
+serves (Events excepted: they get NAME and AGE).
 """
 
 from __future__ import annotations
@@ -112,6 +113,68 @@ def _col(name: str, typ: str = "string", priority: int = 0) -> Obj:
     return {"name": name, "type": typ, "format": "", "description": name, "priority": priority}
 
 
+def _age(obj: Obj, now: dt.datetime) -> str:
+    return human_age(obj["metadata"].get("creationTimestamp"), now)
+
+
+def _configmap(obj: Obj, now: dt.datetime) -> list[object]:
+    return [len(obj.get("data") or {}) + len(obj.get("binaryData") or {}), _age(obj, now)]
+
+
+def _secret(obj: Obj, now: dt.datetime) -> list[object]:
+    return [obj.get("type", "Opaque"), len(obj.get("data") or {}), _age(obj, now)]
+
+
+def _lease(obj: Obj, now: dt.datetime) -> list[object]:
+    return [(obj.get("spec") or {}).get("holderIdentity") or "<none>", _age(obj, now)]
+
+
+def _created_at(obj: Obj, now: dt.datetime) -> list[object]:
+    return [obj["metadata"].get("creationTimestamp")]
+
+
+def _binding(obj: Obj, now: dt.datetime) -> list[object]:
+    ref = obj.get("roleRef") or {}
+    subjects = obj.get("subjects") or []
+
+    def of(kind: str) -> str:
+        return ", ".join((f"{s['namespace']}/{s.get('name', '')}" if kind == "ServiceAccount"
+                          else str(s.get("name", ""))) for s in subjects
+                         if s.get("kind") == kind and (kind != "ServiceAccount" or
+                                                       s.get("namespace")))
+
+    return [f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(obj, now), of("User"),
+            of("Group"), of("ServiceAccount")]
+
+
+def _pod(obj: Obj, now: dt.datetime) -> list[object]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    ready = sum(1 for c in statuses if c.get("ready"))
+    restarts = sum(_int(c.get("restartCount")) for c in statuses)
+    return [f"{ready}/{len(spec.get('containers') or [])}", status.get("phase", "Pending"),
+            str(restarts), _age(obj, now), status.get("podIP") or "<none>",
+            spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>",
+            "<none>"]
+
+
+def _pdb(obj: Obj, now: dt.datetime) -> list[object]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [str(spec.get("minAvailable", "N/A")), str(spec.get("maxUnavailable", "N/A")),
+            _int(status.get("disruptionsAllowed")), _age(obj, now)]
+
+
+def _netpol(obj: Obj, now: dt.datetime) -> list[object]:
+    sel = ((obj.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}
+    return [",".join(f"{k}={v}" for k, v in sorted(sel.items())) or "<none>", _age(obj, now)]
+
+
+_CREATED = ([{"name": "Created At", "type": "date", "format": "", "priority": 0,
+              "description": "Created At"}], _created_at)
+_BINDING = ([_col("Role"), _AGE_COL, _col("Users", priority=1), _col("Groups", priority=1),
+             _col("ServiceAccounts", priority=1)], _binding)
+
+
 _BUILTIN: dict[str, tuple[list[Obj], Callable[[Obj, dt.datetime], list[object]]]] = {
     "apps/deployments": (
         [_col("Ready"), _col("Up-to-date", "integer"), _col("Available", "integer"), _AGE_COL,
@@ -124,6 +187,22 @@ _BUILTIN: dict[str, tuple[list[Obj], Callable[[Obj, dt.datetime], list[object]]]
         _service,
     ),
     "/namespaces": ([_col("Status"), _AGE_COL], _namespace),
+    "/configmaps": ([_col("Data"), _AGE_COL], _configmap),
+    "/secrets": ([_col("Type"), _col("Data"), _AGE_COL], _secret),
+    "/serviceaccounts": ([_AGE_COL], lambda o, now: [_age(o, now)]),
+    "/pods": ([_col("Ready"), _col("Status"), _col("Restarts"), _AGE_COL,
+               _col("IP", priority=1), _col("Node", priority=1),
+               _col("Nominated Node", priority=1), _col("Readiness Gates", priority=1)], _pod),
+    "coordination.k8s.io/leases": ([_col("Holder"), _AGE_COL], _lease),
+    "apiextensions.k8s.io/customresourcedefinitions": _CREATED,
+    "rbac.authorization.k8s.io/roles": _CREATED,
+    "rbac.authorization.k8s.io/clusterroles": _CREATED,
+    "rbac.authorization.k8s.io/rolebindings": _BINDING,
+    "rbac.authorization.k8s.io/clusterrolebindings": _BINDING,
+    "policy/poddisruptionbudgets": (
+        [_col("Min Available"), _col("Max Unavailable"), _col("Allowed Disruptions", "integer"),
+         _AGE_COL], _pdb),
+    "networking.k8s.io/networkpolicies": ([_col("Pod-Selector"), _AGE_COL], _netpol),
 }
 
 

@@ -34,6 +34,7 @@ class WatchRequest:
     namespace: str | None
     matches: Callable[[Obj], bool]
     since: str | None
+    initial_events: bool  # ADDED for what matches now (sendInitialEvents, or rv unset/0)
     timeout: float | None
     bookmarks: bool
     table: bool
@@ -89,16 +90,24 @@ async def serve(request: web.Request, req: WatchRequest, *, store: Store,
                 bookmark_interval: float) -> web.StreamResponse:
     enc = _Encoder(req, store)
     initial: list[bytes] = []
-    if req.since in (None, "", "0"):
+    if req.since in (None, "", "0") or req.initial_events:
         since = store.rv
-        for obj in store.objects(req.rdef.key, req.namespace):
-            if req.matches(obj):
-                initial.append(enc.line("ADDED", obj))
     else:
         try:
             since = int(str(req.since))
         except ValueError as exc:
             raise ApiError(400, f'invalid resource version "{req.since}"') from exc
+    if req.initial_events:
+        for obj in store.objects(req.rdef.key, req.namespace):
+            if req.matches(obj):
+                initial.append(enc.line("ADDED", obj))
+        if req.bookmarks:
+            # The end of the initial state, as the watch cache marks it.
+            mark = {"type": "BOOKMARK", "object": {
+                "kind": req.rdef.kind, "apiVersion": req.rdef.api_version(req.version),
+                "metadata": {"resourceVersion": str(since),
+                             "annotations": {"k8s.io/initial-events-end": "true"}}}}
+            initial.append((json.dumps(mark) + "\n").encode())
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()
     try:

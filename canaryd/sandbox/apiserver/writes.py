@@ -3,14 +3,18 @@
 This is where the apiserver's generic registry rules live: uid/creationTimestamp/
 generation on create, optimistic concurrency on update, status/scale subresource
 splitting, no-op detection (no new resourceVersion, no event), dry runs, namespace
-existence, and cascades (deleting a Namespace or a CRD deletes what it contains).
-Finalizers are not honoured: a DELETE removes the object at once.
+existence and graceful deletion: an object with finalizers (and a Namespace, which has
+`spec.finalizers`) is only marked (`deletionTimestamp`) by a DELETE and goes once its
+last finalizer is removed; `propagationPolicy` Orphan/Foreground add the garbage
+collector's finalizers. What the controllers then do (empty a Namespace, remove a CRD's
+objects, collect dependents) is `lifecycle.py`.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import secrets
 import string
 import uuid
@@ -23,8 +27,21 @@ from canaryd.sandbox.apiserver.store import Store
 
 CRD_KEY = "apiextensions.k8s.io/customresourcedefinitions"
 NS_KEY = "/namespaces"
+ORPHAN = "orphan"
+FOREGROUND = "foregroundDeletion"
+CRD_CLEANUP = "customresourcecleanup.apiextensions.k8s.io"
 _VOLATILE_META = ("resourceVersion", "managedFields")
 _USER_META = ("labels", "annotations", "finalizers", "ownerReferences")
+_SERVER_META = ("deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+def terminating(obj: Obj) -> bool:
+    return bool(obj.get("metadata", {}).get("deletionTimestamp"))
+
+
+def _go_strings(values: list[str]) -> str:
+    """Go's %#v of a []string."""
+    return "[]string{" + ", ".join(json.dumps(v) for v in values) + "}"
 
 
 def now_rfc3339() -> str:
@@ -78,9 +95,20 @@ class Writer:
             raise errors.not_found(rdef.plural, rdef.group, name)
         return obj
 
-    def _require_namespace(self, rdef: ResourceDef, namespace: str) -> None:
-        if rdef.namespaced and self.store.get(NS_KEY, "", namespace) is None:
+    def _require_namespace(self, rdef: ResourceDef, namespace: str, name: str) -> None:
+        if not rdef.namespaced:
+            return
+        ns = self.store.get(NS_KEY, "", namespace)
+        if ns is None:
             raise errors.not_found("namespaces", "", namespace)
+        if terminating(ns):
+            raise ApiError(
+                403, f'{errors.qualified(rdef.plural, rdef.group)} "{name}" is forbidden: unable '
+                     f"to create new content in namespace {namespace} because it is being "
+                     "terminated", reason="Forbidden",
+                details=errors.details(name, rdef.group, rdef.plural, causes=[{
+                    "reason": "NamespaceTerminating", "field": "metadata.namespace",
+                    "message": f"namespace {namespace} is being terminated"}]))
 
     def _bump_generation(self, rdef: ResourceDef, version: str, new: Obj, old: Obj) -> bool:
         if rdef.generation_from_all:
@@ -104,7 +132,7 @@ class Writer:
             meta = obj["metadata"] = {}
         if meta.get("resourceVersion"):
             raise ApiError(500, "resourceVersion should not be set on objects to be created",
-                           reason="InternalError")
+                           reason="")
         if rdef.namespaced:
             if meta.get("namespace") and meta["namespace"] != namespace:
                 raise errors.bad_request("the namespace of the provided object does not match "
@@ -121,12 +149,15 @@ class Writer:
                 raise errors.invalid(rdef.kind, rdef.group, "", [errors.cause(
                     "FieldValueRequired", "metadata.name",
                     "metadata.name: Required value: name or generateName is required")])
-        self._require_namespace(rdef, namespace)
+        self._require_namespace(rdef, namespace, meta["name"])
         now = self.clock()
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now
-        meta["generation"] = 1
-        for k in ("managedFields", "deletionTimestamp", "selfLink"):
+        if rdef.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        for k in ("managedFields", "selfLink", *_SERVER_META):
             meta.pop(k, None)
         obj["apiVersion"] = rdef.api_version(rdef.storage_version.name)
         obj["kind"] = rdef.kind
@@ -157,9 +188,10 @@ class Writer:
             if str(rv) != current["metadata"]["resourceVersion"]:
                 raise errors.conflict(rdef.plural, rdef.group, name)
         elif rdef.update_requires_rv and not from_patch:
-            raise errors.invalid(rdef.kind, rdef.group, name, [errors.cause(
+            # Refused by the registry, which names the resource, not the kind.
+            raise errors.invalid(rdef.plural, rdef.group, name, [errors.cause(
                 "FieldValueInvalid", "metadata.resourceVersion",
-                "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update")])
+                "metadata.resourceVersion: Invalid value: 0: must be specified for an update")])
         if subresource == "status":
             new = copy.deepcopy(current)
             if "status" in body:
@@ -175,6 +207,9 @@ class Writer:
                 else:
                     new_meta.pop(k, None)
             new["metadata"] = new_meta
+            for k in _SERVER_META:
+                if k in current["metadata"]:
+                    new_meta[k] = current["metadata"][k]
             if rdef.has_status(version):
                 if "status" in current:
                     new["status"] = copy.deepcopy(current["status"])
@@ -183,16 +218,38 @@ class Writer:
         new["apiVersion"] = current["apiVersion"]
         new["kind"] = rdef.kind
         now = self.clock()
+        if terminating(current):
+            added = [f for f in new["metadata"].get("finalizers") or []
+                     if f not in (current["metadata"].get("finalizers") or [])]
+            if added:
+                why = ("Forbidden: no new finalizers can be added if the object is being "
+                       f"deleted, found new finalizers {_go_strings(added)}")
+                # kube-apiserver reports this cause twice (metadata and update validation).
+                raise errors.invalid(rdef.kind, rdef.group, name, [
+                    {"reason": "FieldValueForbidden", "message": why,
+                     "field": "metadata.finalizers"}] * 2)
         admission.admit(rdef, new, version=version, old=current, now=now)
-        if self._bump_generation(rdef, version, new, current):
+        if not rdef.has_generation:
+            new["metadata"].pop("generation", None)
+        elif self._bump_generation(rdef, version, new, current):
             new["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         if _comparable(new) == _comparable(current):
             return current
         if dry_run:
             return new
+        if terminating(current) and not self._finalizers(rdef, new):
+            self.store.put(rdef.key, new, created=False, old=current)
+            return self._remove(rdef, namespace, name)
         stored = self.store.put(rdef.key, new, created=False, old=current)
         self._after_write(rdef, stored)
         return stored
+
+    @staticmethod
+    def _finalizers(rdef: ResourceDef, obj: Obj) -> list[str]:
+        out = list(obj["metadata"].get("finalizers") or [])
+        if rdef.key == NS_KEY:
+            out += (obj.get("spec") or {}).get("finalizers") or []
+        return out
 
     def patch(self, rdef: ResourceDef, version: str, namespace: str, name: str, raw: bytes,
               content_type: str, *, subresource: str | None, dry_run: bool) -> Obj:
@@ -247,8 +304,11 @@ class Writer:
     # delete ------------------------------------------------------------------------------
     def delete(self, rdef: ResourceDef, namespace: str, name: str, *, dry_run: bool,
                options: Obj | None = None) -> Obj:
+        """The object as the DELETE leaves it: gone (its last state, with the deletion's
+        resourceVersion), or marked for deletion while finalizers remain."""
         current = self.get(rdef, namespace, name)
-        pre = (options or {}).get("preconditions") or {}
+        opts = options or {}
+        pre = opts.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != current["metadata"].get("uid"):
             raise errors.conflict(rdef.plural, rdef.group, name,
                                   f"Precondition failed: UID in precondition: {pre['uid']}, "
@@ -256,19 +316,75 @@ class Writer:
         if pre.get("resourceVersion") and pre["resourceVersion"] != \
                 current["metadata"]["resourceVersion"]:
             raise errors.conflict(rdef.plural, rdef.group, name)
-        if dry_run:
+        if terminating(current):
             return current
-        last = self.store.remove(rdef.key, namespace, name)
+        finalizers = list(current["metadata"].get("finalizers") or [])
+        policy = opts.get("propagationPolicy")
+        if opts.get("orphanDependents") is True:
+            policy = "Orphan"
+        extra = {"Orphan": ORPHAN, "Foreground": FOREGROUND}.get(str(policy))
+        if extra and extra not in finalizers:
+            finalizers.append(extra)
+        if rdef.key == CRD_KEY and CRD_CLEANUP not in finalizers:
+            finalizers.append(CRD_CLEANUP)
+        if not finalizers and rdef.key != NS_KEY:
+            if dry_run:
+                return current
+            return self._remove(rdef, namespace, name)
+        marked = copy.deepcopy(current)
+        meta = marked["metadata"]
+        meta["deletionTimestamp"] = self.clock()
+        meta["deletionGracePeriodSeconds"] = 0
+        if finalizers:
+            meta["finalizers"] = finalizers
         if rdef.key == NS_KEY:
-            for other in self.registry.all():
-                if other.namespaced:
-                    for obj in self.store.objects(other.key, name):
-                        self.store.remove(other.key, name, obj["metadata"]["name"])
+            meta.pop("deletionGracePeriodSeconds")
+            marked.setdefault("status", {})["phase"] = "Terminating"
+        elif rdef.has_generation:
+            meta["generation"] = int(meta.get("generation", 1)) + 1
+        if dry_run:
+            return marked
+        return self.store.put(rdef.key, marked, created=False, old=current)
+
+    def _remove(self, rdef: ResourceDef, namespace: str, name: str) -> Obj:
+        last = self.store.remove(rdef.key, namespace, name)
         if rdef.key == CRD_KEY:
             served = resources.from_crd(last)
             self.registry.remove(served.key)
             self.store.drop_resource(served.key)
         return last
+
+    def remove_finalizer(self, rdef: ResourceDef, namespace: str, name: str,
+                         finalizer: str) -> None:
+        """What a controller does when its cleanup is done (the object may then go)."""
+        current = self.store.get(rdef.key, namespace, name)
+        if current is None:
+            return
+        new = copy.deepcopy(current)
+        if rdef.key == NS_KEY and finalizer == "kubernetes":
+            spec = new.setdefault("spec", {})
+            spec["finalizers"] = [f for f in spec.get("finalizers") or [] if f != finalizer]
+            if not spec["finalizers"]:
+                spec.pop("finalizers")
+        else:
+            fins = [f for f in new["metadata"].get("finalizers") or [] if f != finalizer]
+            if fins:
+                new["metadata"]["finalizers"] = fins
+            else:
+                new["metadata"].pop("finalizers", None)
+        if new == current:
+            return
+        if terminating(current) and not self._finalizers(rdef, new):
+            self.store.put(rdef.key, new, created=False, old=current)
+            self._remove(rdef, namespace, name)
+            return
+        self.store.put(rdef.key, new, created=False, old=current)
+
+    def put_internal(self, rdef: ResourceDef, obj: Obj) -> Obj:
+        """A controller's write that skips admission (finalizers, conditions)."""
+        meta = obj["metadata"]
+        current = self.store.get(rdef.key, meta.get("namespace", ""), meta["name"])
+        return self.store.put(rdef.key, obj, created=current is None, old=current)
 
     def _after_write(self, rdef: ResourceDef, stored: Obj) -> None:
         if rdef.key == CRD_KEY:
