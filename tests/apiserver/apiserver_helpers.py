@@ -146,8 +146,8 @@ class Kube:
         return self.real is not None
 
     def name(self, base: str) -> str:
-        """A cluster-scoped name of this test's own (`base` on the emulator)."""
-        return f"{self.namespace}-{base}" if self.is_real else base
+        """A cluster-scoped name of this test's own (the real control plane is shared)."""
+        return f"{self.namespace}-{base}"
 
     async def compact(self) -> None:
         """Forget history: older resourceVersions and continue tokens expire (410)."""
@@ -156,3 +156,41 @@ class Kube:
         else:
             assert self.real is not None
             await self.real.compact_etcd()
+
+
+def _ruled_crd() -> dict[str, Any]:
+    """A CRD whose schema carries x-kubernetes-validations (CEL) rules, one per kind of rule:
+    on an object, on a map's keys, on a scalar, and a transition rule (oldSelf)."""
+    spec_schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            # Bounded sizes: kube-apiserver refuses rules whose estimated cost is unbounded.
+            "name": {"type": "string", "maxLength": 20,
+                     "x-kubernetes-validations": [{"rule": "self != 'zzz'"}]},
+            "mode": {"type": "string", "maxLength": 10},
+            "size": {"type": "integer"},
+            "tags": {"type": "object", "maxProperties": 10,
+                     "additionalProperties": {"type": "string", "maxLength": 10},
+                     "x-kubernetes-validations": [{"rule": "self.all(k, k.size() <= 5)",
+                                                   "message": "keys of at most 5 characters"}]},
+        },
+        "x-kubernetes-validations": [
+            {"rule": "self.name != 'forbiddn'", "message": "name must not be forbiddn"},
+            {"rule": "!has(oldSelf.mode) || !has(self.mode) || self.mode == oldSelf.mode",
+             "message": "mode is immutable"},
+            {"rule": "!has(self.size) || self.size < 100", "messageExpression":
+             "self.size >= 1000 ? 'size is far too large' : 'size is too large'",
+             "reason": "FieldValueForbidden", "fieldPath": ".size"},
+        ],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "ruleds.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "ruleds", "singular": "ruled", "kind": "Ruled"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "properties": {"spec": spec_schema}}}}]},
+    }
+
+
+RULED_CRD = _ruled_crd()

@@ -100,6 +100,22 @@ async def _cleanup_real(api: client.ApiClient, namespace: str) -> None:
 
 
 @pytest.fixture
+async def bare_http(kube_backend: RealKube | None,
+                    server: ApiServer) -> AsyncIterator[aiohttp.ClientSession]:
+    """Raw HTTP to the server under test, without a namespace of the test's own (for
+    requests that store nothing, such as dry runs)."""
+    if kube_backend is None:
+        async with aiohttp.ClientSession(base_url=server.url) as s:
+            yield s
+        return
+    ctx = ssl.create_default_context(cafile=str(kube_backend.ca_file))
+    async with aiohttp.ClientSession(
+            base_url=kube_backend.url, connector=aiohttp.TCPConnector(ssl=ctx),
+            headers={"Authorization": f"Bearer {kube_backend.admin_token}"}) as s:
+        yield s
+
+
+@pytest.fixture
 def ns(kube: Kube) -> str:
     return kube.namespace
 

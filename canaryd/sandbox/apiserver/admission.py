@@ -32,7 +32,7 @@ def admit(rdef: ResourceDef, obj: Obj, *, version: str, old: Obj | None, now: st
             causes.extend(hook(obj, old, now))
     else:
         v = rdef.version(version) or rdef.storage_version
-        causes.extend(schema.process(obj, v.schema))
+        causes.extend(schema.process(obj, v.schema, old))
     if causes:
         # Events of both APIs are validated as the internal core Event (no group).
         group = "" if rdef.key == "events.k8s.io/events" else rdef.group

@@ -19,14 +19,15 @@ beyond presence, and ObjectMeta validation of defaults inside embedded resources
 from __future__ import annotations
 
 import copy
-import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from canaryd.sandbox.apiserver import goregexp, schema
+from canaryd.sandbox.apiserver import celrules, goregexp, schema
 from canaryd.sandbox.apiserver.errors import Obj
+from canaryd.sandbox.apiserver.goformat import GoJSON, go_json, go_quote, go_value
+
+__all__ = ["GoJSON", "go_json", "go_quote", "go_value", "validate_crd"]
 
 # -- field errors, as apimachinery's field.Error renders them ------------------------------
 
@@ -44,82 +45,9 @@ class _E:
         return {"reason": self.reason, "message": self.body, "field": self.field}
 
 
-class GoJSON(str):
-    """A value already encoded as Go's json.Marshal would (a struct dump)."""
-
-
-def _go_float(v: float) -> str:
-    if math.isfinite(v) and v == int(v) and abs(v) < 1e21:
-        return str(int(v))
-    return repr(v)
-
-
-def go_json(v: Any) -> str:
-    """encoding/json.Marshal: compact, map keys sorted, HTML characters escaped."""
-    if isinstance(v, GoJSON):
-        return str(v)
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return _go_float(v)
-    if isinstance(v, str):
-        out = json.dumps(v, ensure_ascii=False)
-        for a, b in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                     ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
-            out = out.replace(a, b)
-        return out
-    if isinstance(v, dict):
-        return "{" + ",".join(f"{go_json(str(k))}:{go_json(v[k])}" for k in sorted(v)) + "}"
-    if isinstance(v, list | tuple):
-        return "[" + ",".join(go_json(x) for x in v) + "]"
-    return go_json(str(v))
-
-
 def _go_struct(fields: list[tuple[str, Any]]) -> GoJSON:
     """A Go struct's json.Marshal (no tags: field names, declaration order)."""
     return GoJSON("{" + ",".join(f'"{k}":{go_json(v)}' for k, v in fields) + "}")
-
-
-def go_quote(s: str) -> str:
-    """strconv.Quote / %q."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif o < 0x20 or o == 0x7F:
-            out.append(f"\\x{o:02x}")
-        elif 0x80 <= o < 0xA0:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def go_value(v: Any) -> str:
-    """How field.Error renders a bad value."""
-    if isinstance(v, GoJSON):
-        return str(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return _go_float(v)
-    if isinstance(v, str):
-        return go_quote(v)
-    return go_json(v)
 
 
 def required(path: str, detail: str = "") -> _E:
@@ -715,7 +643,10 @@ _RULE_REASONS = ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvali
 _NEWLINES = re.compile(r"[\n\r]+")
 
 
-def openapi_schema_errors(s: Any, path: str, ssv: _Ssv, is_root: bool) -> list[_E]:
+def openapi_schema_errors(s: Any, path: str, ssv: _Ssv, is_root: bool,
+                          cel_errs: list[_E] | None = None) -> list[_E]:
+    """The schema errors of `s` and below; when `cel_errs` is given (the schema is
+    structural), the compile errors of rules in subtrees without schema errors go there."""
     if not isinstance(s, dict):
         return []
     errs = _node_rules(s, path, ssv)
@@ -730,7 +661,8 @@ def openapi_schema_errors(s: Any, path: str, ssv: _Ssv, is_root: bool) -> list[_
                                   "additionalProperties and properties are mutual exclusive"))
         sub = ssv.forbid_defaults("inside additionalProperties applying to object metadata") \
             if ssv.inside_meta else ssv
-        errs += openapi_schema_errors(addl, f"{path}.additionalProperties", sub, False)
+        errs += openapi_schema_errors(addl, f"{path}.additionalProperties", sub, False,
+                                      cel_errs)
     embedded = bool(s.get("x-kubernetes-embedded-resource"))
     for k in sorted(props):
         sub = ssv
@@ -738,7 +670,8 @@ def openapi_schema_errors(s: Any, path: str, ssv: _Ssv, is_root: bool) -> list[_
             sub = sub.meta()
             if is_root:
                 sub = sub.forbid_defaults(f"in top-level {k}")
-        errs += openapi_schema_errors(props[k], _key(f"{path}.properties", k), sub, False)
+        errs += openapi_schema_errors(props[k], _key(f"{path}.properties", k), sub, False,
+                                      cel_errs)
     errs += openapi_schema_errors(s.get("not"), f"{path}.not", ssv, False)
     for key in ("allOf", "oneOf", "anyOf"):
         for i, sub_s in enumerate(s.get(key) or []):
@@ -748,7 +681,7 @@ def openapi_schema_errors(s: Any, path: str, ssv: _Ssv, is_root: bool) -> list[_
         errs += openapi_schema_errors(defs[k], _key(f"{path}.definitions", k), ssv, False)
     items = s.get("items")
     if isinstance(items, dict):
-        errs += openapi_schema_errors(items, f"{path}.items", ssv, False)
+        errs += openapi_schema_errors(items, f"{path}.items", ssv, False, cel_errs)
     elif isinstance(items, list):
         for i, sub_s in enumerate(items):
             errs += openapi_schema_errors(sub_s, f"{path}.items[{i}]", ssv, False)
@@ -756,7 +689,24 @@ def openapi_schema_errors(s: Any, path: str, ssv: _Ssv, is_root: bool) -> list[_
     for k in sorted(deps):
         errs += openapi_schema_errors(deps[k], _key(f"{path}.dependencies", k), ssv, False)
     errs += _extension_rules(s, path)
+    if cel_errs is not None and not errs:
+        cel_errs += _rule_compile_errors(s, path)
     return errs
+
+
+def _rule_compile_errors(s: Obj, path: str) -> list[_E]:
+    out: list[_E] = []
+    for i, rule in enumerate(s.get("x-kubernetes-validations") or []):
+        at = f"{path}.x-kubernetes-validations[{i}]"
+        err = celrules.syntax_error(str(rule.get("rule", "")))
+        if err is not None:
+            out.append(invalid(f"{at}.rule", _rule_struct(rule), f"compilation failed: {err}"))
+            continue
+        expr = rule.get("messageExpression")
+        if expr and (err := celrules.syntax_error(str(expr))) is not None:
+            out.append(invalid(f"{at}.messageExpression", _rule_struct(rule),
+                               f"messageExpression compilation failed: {err}"))
+    return out
 
 
 def _extension_rules(s: Obj, path: str) -> list[_E]:
@@ -1039,10 +989,14 @@ def validate_schema(validation: Obj | None, status_enabled: bool, path: str) -> 
     if s.get("nullable"):
         errs.append(forbidden(f"{root}.nullable", "nullable cannot be true at the root"))
     init_err = new_structural_error(s)
+    cel_errs: list[_E] | None = None
     if init_err is None:
         structural = validate_structural(s, root)
         errs += structural or validate_defaults(s, root)
-    errs += openapi_schema_errors(s, root, _Ssv(), True)
+        if not structural:
+            cel_errs = []
+    errs += openapi_schema_errors(s, root, _Ssv(), True, cel_errs)
+    errs += cel_errs or []
     if not errs and init_err is not None:
         errs.append(invalid(root, "", init_err))
     return errs

@@ -13,8 +13,9 @@ import copy
 import json
 from typing import Any
 
-from canaryd.sandbox.apiserver import goregexp
+from canaryd.sandbox.apiserver import celrules, goregexp
 from canaryd.sandbox.apiserver.errors import Obj, cause
+from canaryd.sandbox.apiserver.goformat import go_value
 
 _ROOT_KEEP = ("apiVersion", "kind", "metadata")
 
@@ -223,10 +224,60 @@ def _object_errors(value: Obj, schema: Obj, path: str, base: str | None) -> list
     return errs
 
 
-def process(obj: Obj, schema: Obj | None) -> list[Obj]:
-    """Prune, default, then validate a whole custom resource; returns the causes."""
+def has_rules(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if schema.get("x-kubernetes-validations"):
+            return True
+        return any(has_rules(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(has_rules(v) for v in schema)
+    return False
+
+
+# A schema error of these kinds leaves the CEL rules unevaluated (hasBlockingErr).
+_BLOCKING = {"FieldValueNotSupported", "FieldValueRequired", "FieldValueTooLong",
+             "FieldValueTooMany", "FieldValueTypeInvalid"}
+
+
+def rule_errors(value: Any, schema: Obj | None, path: str, old: Any = None,
+                has_old: bool = False) -> list[Obj]:
+    """The x-kubernetes-validations errors under `path`: each node's rules, then its
+    children's (properties by `.name`, map entries by `[key]`, list items by `[i]`)."""
+    if not isinstance(schema, dict) or value is None:
+        return []
+    errs = [cause(e.reason, e.field, f"{e.field}: {e.body}") for e in celrules.evaluate(
+        schema.get("x-kubernetes-validations") or [], value, str(schema.get("type", "")),
+        path or "<nil>", old=old, has_old=has_old, show=go_value)]
+    if isinstance(value, dict):
+        props: Obj = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for key in sorted(value):
+            if not path and key in _ROOT_KEEP:
+                continue
+            sub = props.get(key, addl if key not in props else None)
+            if not isinstance(sub, dict):
+                continue
+            child = (f"{path}.{key}" if path else key) if key in props else f"{path}[{key}]"
+            had = has_old and isinstance(old, dict) and key in old
+            errs += rule_errors(value[key], sub, child, old[key] if had else None, had)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            errs += rule_errors(item, schema["items"], f"{path}[{i}]")
+    return errs
+
+
+def process(obj: Obj, schema: Obj | None, old: Obj | None = None) -> list[Obj]:
+    """Prune, default, then validate a whole custom resource (schema, then CEL rules);
+    returns the causes."""
     if schema is None:
         return []
     prune(obj, schema, root=True)
     apply_defaults(obj, schema)
-    return validate(obj, schema)
+    errs = validate(obj, schema)
+    if has_rules(schema):
+        if any(e["reason"] in _BLOCKING for e in errs):
+            errs.append(cause("FieldValueInvalid", "<nil>",
+                              f"<nil>: Invalid value: null: {celrules.BLOCKED}"))
+        else:
+            errs += rule_errors(obj, schema, "", old, old is not None)
+    return errs
