@@ -1,8 +1,9 @@
 """Label and field selectors: parse the query-string syntax, match against objects.
 
-Label selectors support `=`, `==`, `!=`, `in`, `notin`, `key` and `!key`, like
-apimachinery's `labels.Parse`. Field selectors support `=`, `==` and `!=` over
-dotted paths; which paths a resource allows is decided by the caller.
+Label selectors are parsed by a port of apimachinery's `labels.Parse` (its lexer, its
+grammar, its error texts and its checks of keys and values): `=`, `==`, `!=`, `in`,
+`notin`, `key`, `!key`, `gt`/`lt` (`>`/`<`). Field selectors support `=`, `==` and `!=`
+over dotted paths; which paths a resource allows is decided by the caller.
 """
 
 from __future__ import annotations
