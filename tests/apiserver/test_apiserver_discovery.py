@@ -11,6 +11,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.dynamic import DynamicClient
 
 from canaryd.sandbox.realkube.binaries import versions
+from canaryd.sandbox.testing import eventually
 
 KUBE_BACKENDS = ("emulator", "real")
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -66,11 +67,19 @@ async def test_crd_appears_in_discovery_and_openapi(crd: dict[str, Any],
     doc = await (await http.get("/apis/example.com/v1")).json()
     names = {r["name"] for r in doc["resources"]}
     assert {"widgets", "widgets/status"} <= names
-    # kube-apiserver labels these documents text/plain (its mux) or protobuf-capable JSON
-    root = await (await http.get("/openapi/v3")).json(content_type=None)
-    url = root["paths"]["apis/example.com/v1"]["serverRelativeURL"]
-    spec = await (await http.get(url)).json(content_type=None)
-    item = spec["paths"]["/apis/example.com/v1/namespaces/{namespace}/widgets/{name}"]
+    widget_path = "/apis/example.com/v1/namespaces/{namespace}/widgets/{name}"
+
+    async def published() -> dict[str, Any] | None:
+        # kube-apiserver publishes a new CRD's OpenAPI a moment after it is served; it
+        # labels these documents text/plain.
+        root = await (await http.get("/openapi/v3")).json(content_type=None)
+        entry = root["paths"].get("apis/example.com/v1")
+        if entry is None:
+            return None
+        spec = await (await http.get(entry["serverRelativeURL"])).json(content_type=None)
+        return spec["paths"].get(widget_path)  # type: ignore[no-any-return]
+
+    item = await eventually(published, timeout=60, what="the Widget OpenAPI v3 document")
     assert item["patch"]["x-kubernetes-group-version-kind"] == {
         "group": "example.com", "version": "v1", "kind": "Widget"}
 
