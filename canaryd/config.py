@@ -181,6 +181,8 @@ def _cross_check(settings: Settings) -> list[tuple[str, str]]:
                     errors.append((f"{where}.params.{key}", "the template has no such parameter"))
                 elif not re.fullmatch(spec.pattern, value):
                     errors.append((f"{where}.params.{key}", f"does not match {spec.pattern!r}"))
+                elif any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+                    errors.append((f"{where}.params.{key}", "not UTF-8 text (a lone surrogate)"))
             for key, spec in template.params.items():
                 if spec.default is None and key not in check.params:
                     errors.append((f"{where}.params.{key}", "required by the template"))

@@ -21,24 +21,26 @@ class TemplateError(ValueError):
     """A template names a placeholder nobody supplies, or is otherwise unusable."""
 
 
+# Exactly what Prometheus' lexer reads inside a double-quoted string (promql/parser/lex.go,
+# lexEscape): the Go escapes \a \b \f \n \r \t \v \\ and \" (not \' : "unknown escape
+# sequence" there), \xNN, \uNNNN. A raw newline ends the string; U+FFFD, valid as it is,
+# is taken for an invalid UTF-8 byte by the lexer (it reads utf8.RuneError), so it goes as
+# \ufffd. Everything else passes as UTF-8.
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\a": "\\a", "\b": "\\b", "\f": "\\f",
+            "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v", "\ufffd": "\\ufffd"}
+
+
 def escape_string(value: str) -> str:
     """Escape `value` for the inside of a double-quoted PromQL string literal."""
     out: list[str] = []
     for ch in value:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "'":
-            out.append("\\'")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
+        escaped = _ESCAPES.get(ch)
+        if escaped is not None:
+            out.append(escaped)
         elif ord(ch) < 0x20 or ord(ch) == 0x7F:
             out.append(f"\\x{ord(ch):02x}")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:
+            raise TemplateError("a lone surrogate cannot be sent to Prometheus (not UTF-8)")
         else:
             out.append(ch)
     return "".join(out)
