@@ -15,16 +15,18 @@ from pydantic.json_schema import models_json_schema
 from canaryd import __version__
 from canaryd.api import schemas
 from canaryd.api.rollouts import CONTINUE_PATTERN
+from canaryd.core import transitions
 from canaryd.core.durations import DURATION_PATTERN, format_duration
 from canaryd.core.model import Phase, RolloutManifest
 
 REF = "#/components/schemas/{model}"
-ACTIONS = {
+_ACTION_TEXT = {
     "pause": "Pause a Progressing rollout (analysis and steps stop; traffic stays).",
     "resume": "Resume a Paused rollout (a manual gate is approved; otherwise the step restarts).",
     "promote": "Skip the remaining steps: send all traffic to the canary.",
     "abort": "Roll back: all traffic back to stable; the rollout ends Aborted.",
 }
+ACTIONS = {a: _ACTION_TEXT[a] for a in transitions.ACTIONS}  # the machine's, described
 
 
 EXAMPLE: dict[str, Any] = {

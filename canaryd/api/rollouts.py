@@ -18,7 +18,7 @@ from canaryd.api.auth import Role
 from canaryd.api.context import IDENTITY, STATE, Handler, require, requires
 from canaryd.api.problems import Problem
 from canaryd.api.writer import AlreadyExists
-from canaryd.core import plan, reading
+from canaryd.core import plan, reading, transitions
 from canaryd.core.model import Phase
 from canaryd.core.names import check_label, check_subdomain
 
@@ -26,13 +26,10 @@ log = structlog.get_logger("canaryd.api")
 BASE = "/api/v1/rollouts"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 500
 LIMIT_TEXT = re.compile(r"^[0-9]{1,4}$")
-# Which phases each action applies to (as the state machine reads it); anything else would
+# Which phases each action applies to, from the state machine's table; anything else would
 # be dropped by the controller, so it is refused here with the reason.
 ACTION_PHASES: dict[str, frozenset[Phase]] = {
-    "pause": frozenset({Phase.PROGRESSING}),
-    "resume": frozenset({Phase.PAUSED}),
-    "promote": frozenset({Phase.PROGRESSING, Phase.PAUSED}),
-    "abort": frozenset({Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED}),
+    a: transitions.accepting(a) for a in transitions.ACTIONS
 }
 
 
@@ -255,7 +252,7 @@ def action(name: str) -> Handler:
                           f"rollout {ns}/{rollout} has a status canaryd cannot read "
                           f"({read.problem[:300]}); fix or delete it first",
                           extra={"phase": read.label})
-        if phase not in ACTION_PHASES[name]:
+        if not transitions.accepts(name, phase):
             applies = ", ".join(sorted(p.value for p in ACTION_PHASES[name]))
             state_text = "has finished" if phase.terminal else "is"
             raise Problem(409, "Action not applicable",

@@ -7,13 +7,15 @@ import json
 from typing import Any
 
 from canaryd.client import cli, errors
+from canaryd.core import transitions
 
-ACTIONS = {
+_HELP = {
     "pause": "pause a progressing rollout (traffic stays where it is)",
     "resume": "resume a paused rollout, or approve a manual gate",
     "promote": "skip the remaining steps: all traffic to the canary",
     "abort": "roll back: all traffic to stable",
 }
+ACTIONS = {a: _HELP[a] for a in transitions.ACTIONS}  # the state machine's actions
 
 
 def register(sub: Any) -> None:

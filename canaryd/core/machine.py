@@ -5,15 +5,15 @@ returned status first (a write-ahead record, fenced by resourceVersion) and only
 performs the returned actions. Whatever the runtime crashes between, the next `decide`
 sees the recorded intent and converges the world to it.
 
-Every phase change goes through TRANSITIONS: the table is the whole life of a rollout.
+Every phase change goes through TRANSITIONS (`canaryd.core.transitions`): the table is the
+whole life of a rollout, its endings included, and the operator's actions are its triggers.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from canaryd.core import conditions
 from canaryd.core import verdict as verdicts
@@ -29,69 +29,12 @@ from canaryd.core.model import (
     Weights,
 )
 from canaryd.core.plan import EffectiveAnalysis
-
-
-class Trigger(enum.StrEnum):
-    READY = "CanaryReady"
-    READY_TIMEOUT = "CanaryNotReady"
-    INVALID = "Invalid"
-    BLOCKED = "TargetBusy"
-    ROUTER_BROKEN = "RouterError"
-    STEP_PASSED = "StepPassed"
-    LAST_STEP_PASSED = "AllStepsPassed"
-    GATE = "ManualGate"
-    ANALYSIS_FAILED = "AnalysisFailed"
-    INCONCLUSIVE_PAUSE = "InconclusivePause"
-    INCONCLUSIVE_ROLLBACK = "InconclusiveRollback"
-    PAUSE = "PauseRequested"
-    RESUME = "ResumeRequested"
-    PROMOTE = "PromoteRequested"
-    ABORT = "AbortRequested"
-    SUPERSEDED = "Superseded"
-    TRAFFIC_CONFIRMED = "TrafficConfirmed"
-
+from canaryd.core.transitions import ACTIONS, TRANSITIONS, Trigger, accepts, ending
 
 P, T = Phase, Trigger
-TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
-    P.PENDING: {
-        T.READY: P.PROGRESSING,
-        T.READY_TIMEOUT: P.FAILED,
-        T.INVALID: P.FAILED,
-        T.BLOCKED: P.FAILED,
-        T.ROUTER_BROKEN: P.FAILED,
-        T.ABORT: P.ABORTED,
-        T.SUPERSEDED: P.ABORTED,
-    },
-    P.PROGRESSING: {
-        T.STEP_PASSED: P.PROGRESSING,
-        T.LAST_STEP_PASSED: P.PROMOTING,
-        T.GATE: P.PAUSED,
-        T.ANALYSIS_FAILED: P.ROLLING_BACK,
-        T.INCONCLUSIVE_PAUSE: P.PAUSED,
-        T.INCONCLUSIVE_ROLLBACK: P.ROLLING_BACK,
-        T.ROUTER_BROKEN: P.ROLLING_BACK,
-        T.PAUSE: P.PAUSED,
-        T.PROMOTE: P.PROMOTING,
-        T.ABORT: P.ROLLING_BACK,
-        T.SUPERSEDED: P.ROLLING_BACK,
-    },
-    P.PAUSED: {
-        T.RESUME: P.PROGRESSING,
-        T.STEP_PASSED: P.PROGRESSING,
-        T.LAST_STEP_PASSED: P.PROMOTING,
-        T.PROMOTE: P.PROMOTING,
-        T.ABORT: P.ROLLING_BACK,
-        T.SUPERSEDED: P.ROLLING_BACK,
-    },
-    P.PROMOTING: {T.TRAFFIC_CONFIRMED: P.SUCCEEDED},
-    # RollingBack ends in status.outcome (RolledBack or Aborted), set when it began.
-    P.ROLLING_BACK: {T.TRAFFIC_CONFIRMED: P.ROLLED_BACK},
-}
+
 
 HISTORY_KEPT = 100
-
-Action = Literal["pause", "resume", "promote", "abort"]
-ACTIONS: tuple[Action, ...] = ("pause", "resume", "promote", "abort")
 
 
 @dataclass(frozen=True)
@@ -162,10 +105,6 @@ class Decision:
     clear_action: bool = False
     requeue_after: float | None = None
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.transitions or self.actions)
-
 
 class IllegalTransition(RuntimeError):
     pass
@@ -191,8 +130,6 @@ class _Builder:
         target = TRANSITIONS.get(source, {}).get(trigger)
         if target is None:
             raise IllegalTransition(f"{source} has no transition on {trigger}")
-        if source is Phase.ROLLING_BACK and self.status.outcome is not None:
-            target = self.status.outcome
         message = message[:REASON_WRITTEN]
         self.transitions.append(Transition(source, target, trigger, message))
         seq = self.status.sequence + 1
@@ -253,7 +190,7 @@ def _promote(b: _Builder, trigger: Trigger, message: str) -> None:
 def _operator(b: _Builder, ctx: Context, obs: Observations) -> bool:
     """Operator actions and supersession. True when they decided this tick."""
     phase = b.status.phase
-    if obs.superseded_by is not None and phase in (P.PENDING, P.PROGRESSING, P.PAUSED):
+    if obs.superseded_by is not None and T.SUPERSEDED in TRANSITIONS[phase]:
         message = f"superseded by rollout {obs.superseded_by}" + (
             f" (on {obs.shared})" if obs.shared else "")
         if phase is P.PENDING:
@@ -262,27 +199,22 @@ def _operator(b: _Builder, ctx: Context, obs: Observations) -> bool:
             _start_rollback(b, T.SUPERSEDED, message, Phase.ROLLED_BACK)
         return True
     action = obs.action
-    if action is None:
-        return False
-    if action == "abort" and phase is P.PENDING:
+    if action is None or not accepts(action, phase):
+        return False  # an action that makes no sense in this phase is dropped, not queued
+    trigger = ACTIONS[action]
+    if trigger is T.ABORT and phase is P.PENDING:
         b.move(T.ABORT, "aborted by operator before any traffic moved")
-        return True
-    if action == "abort" and phase in (P.PROGRESSING, P.PAUSED):
+    elif trigger is T.ABORT:
         _start_rollback(b, T.ABORT, "aborted by operator", Phase.ABORTED)
-        return True
-    if action == "promote" and phase in (P.PROGRESSING, P.PAUSED):
+    elif trigger is T.PROMOTE:
         _promote(b, T.PROMOTE, "promoted by operator (remaining steps skipped)")
-        return True
-    if action == "pause" and phase is P.PROGRESSING:
+    elif trigger is T.PAUSE:
         b.move(T.PAUSE, "paused by operator", paused_by="operator")
-        return True
-    if action == "resume" and phase is P.PAUSED:
-        if b.status.paused_by == "gate":
-            _advance(b, ctx, "manual gate approved")
-        else:
-            _start_step(b, ctx, b.status.step_index, T.RESUME, "resumed; step restarted")
-        return True
-    return False  # an action that makes no sense in this phase is dropped, not queued
+    elif b.status.paused_by == "gate":
+        _advance(b, ctx, "manual gate approved")
+    else:
+        _start_step(b, ctx, b.status.step_index, T.RESUME, "resumed; step restarted")
+    return True
 
 
 def _advance(b: _Builder, ctx: Context, message: str) -> None:
@@ -440,7 +372,8 @@ def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
             b.move(T.TRAFFIC_CONFIRMED, "promoted: 100% of traffic on the canary")
         else:
             reason = b.status.rollback_reason or "rolled back"
-            b.move(T.TRAFFIC_CONFIRMED, f"{reason}; traffic verified back on stable")
+            b.move(ending(b.status.outcome or P.ROLLED_BACK),
+                   f"{reason}; traffic verified back on stable")
     else:
         b.wake_in(1.0)
 
@@ -514,25 +447,14 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
     )
 
 
-def step_deadline(ctx: Context, status: RolloutStatus) -> datetime | None:
-    """When the current step's pause ends (for display)."""
-    if status.step_started_at is None or status.step_index >= len(ctx.steps):
-        return None
-    return status.step_started_at + timedelta(seconds=ctx.steps[status.step_index].pause)
-
-
 __all__ = [
-    "TRANSITIONS",
     "Context",
     "Decision",
     "Observations",
     "ScaleDown",
     "SetWeights",
     "Transition",
-    "Trigger",
     "WorkloadState",
     "analysis_due",
     "decide",
-    "replace",
-    "step_deadline",
 ]

@@ -534,6 +534,9 @@ REASON_MAX = 32768
 REASON_WRITTEN = 4096
 SEQUENCE_MAX = 2**53
 Count = Annotated[int, Field(ge=0, le=SEQUENCE_MAX)]
+# Fields older versions wrote into status and no longer use: ignored when read, removed on
+# the next write.
+RETIRED_STATUS_FIELDS = ("resumePhase",)
 Reason = Annotated[str, Field(max_length=REASON_MAX)]
 
 
@@ -560,7 +563,6 @@ class RolloutStatus(Model):
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_MAX)
     reason: Reason = ""
     paused_by: Literal["operator", "analysis", "gate"] | None = None
-    resume_phase: Phase | None = None
     rollback_reason: Reason | None = None
     outcome: Phase | None = Field(
         default=None, description="the terminal phase a rollback or promotion will end in"

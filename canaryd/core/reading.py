@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from canaryd.core import targets
-from canaryd.core.model import Phase, RolloutStatus
+from canaryd.core.model import RETIRED_STATUS_FIELDS, Phase, RolloutStatus
 
 UNKNOWN = "Unknown"  # the phase label of a status canaryd cannot read
 _PHASES = frozenset(p.value for p in Phase)
@@ -102,6 +102,8 @@ def read_status(obj: Mapping[str, Any]) -> StatusRead:
     problem = _phase_problem(raw)
     if problem is not None:
         return StatusRead(None, problem)
+    if any(name in raw for name in RETIRED_STATUS_FIELDS):
+        raw = {k: v for k, v in raw.items() if k not in RETIRED_STATUS_FIELDS}
     try:
         status = RolloutStatus.model_validate(raw)
     except ValidationError as exc:

@@ -27,7 +27,14 @@ from canaryd.adapters.retry import kube_observer
 from canaryd.adapters.routers import RouterError, make_router
 from canaryd.config import Settings
 from canaryd.core import conditions, machine, plan, reading, targets
-from canaryd.core.model import ACTION_ANNOTATION, Phase, RolloutSpec, RolloutStatus
+from canaryd.core.model import (
+    ACTION_ANNOTATION,
+    RETIRED_STATUS_FIELDS,
+    Phase,
+    RolloutSpec,
+    RolloutStatus,
+)
+from canaryd.core.transitions import Trigger
 from canaryd.runtime.analysis import Analyzer, Job
 from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.metrics import RETENTION, DaemonMetrics
@@ -453,6 +460,8 @@ class Controller:
             patch = decision.status.model_copy(update={"controller": self.identity}).model_dump(
                 mode="json", by_alias=True
             )
+            raw_status = w.raw.get("status") or {}
+            patch.update({k: None for k in RETIRED_STATUS_FIELDS if k in raw_status})
             try:
                 updated = await self.store.write_status(ref, patch, rv)
             except Conflict:
@@ -524,7 +533,7 @@ class Controller:
         self.metrics.transitions.labels(t.source.value, t.target.value, t.trigger.value).inc()
         mono = time.monotonic()
         if w.key in self._step_started and t.trigger in (
-            machine.Trigger.STEP_PASSED, machine.Trigger.LAST_STEP_PASSED
+            Trigger.STEP_PASSED, Trigger.LAST_STEP_PASSED
         ):
             self.metrics.step_seconds.observe(mono - self._step_started[w.key])
         self._step_started[w.key] = mono

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from canaryd.config import parse_settings
-from canaryd.core import machine
+from canaryd.core import machine, transitions
 from canaryd.core.model import CheckResult, Phase, RolloutSpec, RolloutStatus, Verdict, Weights
 from canaryd.core.plan import PlanError, resolve_analysis, steps
 
@@ -295,3 +296,69 @@ def test_status_counts_steps_from_one_as_every_message_does() -> None:
               for c in wire["checks"]]
     old = RolloutStatus.model_validate({**wire, "checks": before})
     assert old.checks[0].step == 0, "status written with checks[].step still reads"
+
+
+def _branch(d: Driver) -> Driver:
+    twin = copy.copy(d)
+    twin.transitions = []
+    return twin
+
+
+def _events() -> list[tuple[float, dict[str, object], Verdict | None]]:
+    """What can happen next: (seconds passing, observations, an analysis verdict if due)."""
+    broken = {"weights": None, "router_error": "virtualservice demo/podinfo not found"}
+    return [
+        (0, {"canary": READY}, None), (61, {}, None), (1, {}, None),
+        *((10, {}, v) for v in Verdict),
+        *((1, {"action": a}, None) for a in [*transitions.ACTIONS, "explode"]),
+        (1, {"superseded_by": "demo/newer"}, None), (1, broken, None),
+        (1, {"invalid": "x"}, None), (1, {"blocking": "x"}, None),
+    ]
+
+
+def test_exploring_every_event_from_every_state_takes_each_transition_in_the_table() -> None:
+    """Breadth first, from a new rollout, every next event (readiness, time, each analysis
+    verdict, each action, supersession, a broken router, an invalid spec, a busy target),
+    over plans with and without gates and both inconclusive policies: the machine moves
+    only along the table, and takes every entry of it, the endings included."""
+    specs = [
+        make_spec(),
+        make_spec(steps=[{"weight": 10, "gate": "manual"}, {"weight": 50, "gate": "manual"}]),
+        make_spec(steps=[{"weight": 30}]).model_copy(update={
+            "analysis": make_spec().analysis.model_validate({"profile": "strict"})}),
+    ]
+    taken: set[tuple[Phase, transitions.Trigger, Phase]] = set()
+    for spec in specs:
+        frontier, seen = [Driver(spec)], set()
+        while frontier:
+            d = frontier.pop(0)
+            s = d.status
+            state = (s.phase, s.step_index, s.paused_by, s.outcome, s.failures,
+                     s.consecutive_failures, s.consecutive_inconclusive, s.passed_runs_in_step,
+                     s.phase_started_at is None, d.router)
+            if state in seen or s.phase.terminal:
+                continue
+            seen.add(state)
+            for seconds, obs, verdict in _events():
+                twin = _branch(d)
+                at = twin.now + timedelta(seconds=seconds)
+                if verdict is not None and machine.analysis_due(twin.ctx, twin.status, at):
+                    obs = {**obs, "analysis": run(verdict, at)}
+                for t in twin.tick(seconds, **obs).transitions:
+                    assert machine.TRANSITIONS[t.source][t.trigger] is t.target
+                    taken.add((t.source, t.trigger, t.target))
+                frontier.append(twin)
+    table = {(s, t, p) for s, row in machine.TRANSITIONS.items() for t, p in row.items()}
+    assert table - taken == set(), "never taken"
+
+
+def test_the_actions_each_phase_accepts_come_from_the_table() -> None:
+    assert {a: transitions.accepting(a) for a in transitions.ACTIONS} == {
+        "pause": {Phase.PROGRESSING},
+        "resume": {Phase.PAUSED},
+        "promote": {Phase.PROGRESSING, Phase.PAUSED},
+        "abort": {Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED},
+    }
+    assert not transitions.accepts("explode", Phase.PROGRESSING)
+    terminal = [p for p in Phase if p.terminal]
+    assert not any(transitions.accepts(a, p) for a in transitions.ACTIONS for p in terminal)

@@ -27,6 +27,7 @@ def obj(status: Any, **meta: Any) -> dict[str, Any]:
     ({}, Phase.PENDING),
     ({"controller": "x", "claimedAt": T}, Phase.PENDING),  # claimed before the first round
     (PROGRESSING, Phase.PROGRESSING),
+    ({**PROGRESSING, "resumePhase": None}, Phase.PROGRESSING),  # retired, written by 0.1
     ({"phase": "Succeeded"}, Phase.SUCCEEDED),
 ])
 def test_a_status_canaryd_wrote_reads_as_its_phase(status: Any, phase: Phase) -> None:
