@@ -8,7 +8,8 @@ Roles are ordered; each includes everything below it:
              (superseding rolls back someone else's running rollout: an operator's call)
     admin    + everything; reserved for administrative endpoints
 
-The format (YAML or JSON) is a list of `{name, role, token}`, or `{tokens: [...]}`. Tokens are
+The format (YAML or JSON) is a list of `{name, role, token}` (and optionally `namespaces`:
+a list of namespaces the token may act in, or `"*"`, the default), or `{tokens: [...]}`. Tokens are
 kept only as SHA-256 digests and compared with `hmac.compare_digest` against every entry
 (no early exit), so neither timing nor a heap dump gives a token away. The name, never the
 token, is what reaches logs. The file is re-read when its content changes (Secret rotation);
@@ -31,6 +32,8 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from canaryd.core.names import Label
+
 log = structlog.get_logger("canaryd.api.auth")
 ENV_VAR = "CANARYD_TOKENS"
 
@@ -51,6 +54,8 @@ class TokenEntry(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:-]+$")]
     role: Literal["read", "submit", "operate", "admin"]
     token: Annotated[str, Field(min_length=16, max_length=512, pattern=r"^[\x21-\x7e]+$")]
+    namespaces: Literal["*"] | Annotated[list[Label], Field(min_length=1, max_length=1000)] = (
+        Field(default="*", description="the namespaces this token acts in; '*': all"))
 
 
 _ENTRIES = TypeAdapter(list[TokenEntry])
@@ -64,6 +69,14 @@ class TokenError(ValueError):
 class Identity:
     name: str
     role: Role
+    namespaces: frozenset[str] | None = None  # None: every namespace
+
+    def may_act_in(self, namespace: str) -> bool:
+        return self.namespaces is None or namespace in self.namespaces
+
+    @property
+    def scope(self) -> str | list[str]:
+        return "*" if self.namespaces is None else sorted(self.namespaces)
 
 
 def _digest(token: str) -> bytes:
@@ -100,8 +113,9 @@ class TokenTable:
         if len(set(digests)) != len(digests):
             raise TokenError("two entries share the same token")
         self._entries = [
-            (d, Identity(e.name, Role[e.role.upper()])) for d, e in zip(digests, entries,
-                                                                       strict=True)
+            (d, Identity(e.name, Role[e.role.upper()],
+                         None if e.namespaces == "*" else frozenset(e.namespaces)))
+            for d, e in zip(digests, entries, strict=True)
         ]
 
     def __len__(self) -> int:

@@ -122,6 +122,15 @@ def require(request: web.Request, role: Role, why: str = "") -> Identity:
     return identity
 
 
+def in_scope(request: web.Request, namespace: str) -> None:
+    """403 unless the caller's token may act in `namespace`."""
+    identity = request.get(IDENTITY) or authenticate(request)
+    if not identity.may_act_in(namespace):
+        raise Problem(403, "Forbidden",
+                      f"token {identity.name!r} may act in namespaces "
+                      f"{', '.join(sorted(identity.namespaces or ()))}, not {namespace!r}")
+
+
 def requires(role: Role) -> Callable[[Handler], Handler]:
     """Decorate a handler: 401 without a valid token, 403 below `role`."""
 

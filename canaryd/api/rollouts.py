@@ -15,7 +15,7 @@ from aiohttp import web
 
 from canaryd.api import admission, body, problems
 from canaryd.api.auth import Role
-from canaryd.api.context import IDENTITY, STATE, Handler, require, requires
+from canaryd.api.context import IDENTITY, STATE, Handler, in_scope, require, requires
 from canaryd.api.problems import Problem
 from canaryd.api.writer import AlreadyExists
 from canaryd.core import plan, reading, transitions
@@ -55,6 +55,7 @@ def path_names(request: web.Request) -> tuple[str, str]:
             check(value)
         except ValueError as exc:
             raise problems.bad_parameter(label, str(exc)) from None
+    in_scope(request, ns)
     return ns, name
 
 
@@ -107,6 +108,7 @@ async def create(request: web.Request) -> web.Response:
     doc = await body.read_document(request, state.guard.decode,
                                    within=state.guard.limits.body_timeout)
     admitted = admission.validate(doc, state.daemon.settings())
+    in_scope(request, admitted.namespace)
     if admitted.spec.supersede:
         require(request, Role.OPERATE, "spec.supersede (rolling back a running rollout)")
     unanalysed = plan.unanalysed_promotion(admitted.spec)
@@ -193,6 +195,9 @@ async def list_rollouts(request: web.Request) -> web.Response:
     state = request.app[STATE]
     controller = state.controller
     namespace = _query_label(request, "namespace")
+    if namespace is not None:
+        in_scope(request, namespace)
+    identity = request[IDENTITY]
     target = _query_label(request, "target")
     phase_text = request.query.get("phase")
     if phase_text is not None and phase_text not in {p.value for p in Phase}:
@@ -211,6 +216,8 @@ async def list_rollouts(request: web.Request) -> web.Response:
             continue
         meta, spec = obj["metadata"], obj.get("spec") or {}
         if namespace is not None and meta.get("namespace") != namespace:
+            continue
+        if not identity.may_act_in(str(meta.get("namespace"))):
             continue
         if target is not None and spec.get("target") != target:
             continue
@@ -232,7 +239,8 @@ async def get(request: web.Request) -> web.Response:
 @requires(Role.READ)
 async def whoami(request: web.Request) -> web.Response:
     identity = require(request, Role.READ)
-    return _json({"name": identity.name, "role": identity.role.label})
+    return _json({"name": identity.name, "role": identity.role.label,
+                  "namespaces": identity.scope})
 
 
 # ---------------------------------------------------------------------------- actions

@@ -66,6 +66,8 @@ class Problem(BaseModel):
 class WhoAmI(_Wire):
     name: str
     role: Literal["read", "submit", "operate", "admin"]
+    namespaces: Literal["*"] | list[str] = Field(
+        description="the namespaces the token acts in; '*': all")
 
 
 class Health(_Wire):

@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import structlog
+import yaml
 from kubernetes_asyncio import client
 
 from canaryd.api.auth import Role, TokenError, TokenSource, TokenTable, parse_entries
@@ -64,7 +65,7 @@ async def test_each_role_reaches_exactly_the_endpoints_at_or_below_it(
 
 async def test_whoami_names_the_token_and_its_role(http: aiohttp.ClientSession) -> None:
     async with http.get("/api/v1/whoami", headers=auth("operate")) as resp:
-        assert await resp.json() == {"name": "ci-operate", "role": "operate"}
+        assert await resp.json() == {"name": "ci-operate", "role": "operate", "namespaces": "*"}
 
 
 async def test_superseding_needs_operate_because_it_rolls_back_another_rollout(
@@ -107,7 +108,7 @@ async def test_tokens_come_from_the_environment_too(
             aiohttp.ClientSession(base_url=s.url) as http:
         headers = {"Authorization": "Bearer env-token-0123456789"}
         async with http.get("/api/v1/whoami", headers=headers) as resp:
-            assert await resp.json() == {"name": "from-env", "role": "read"}
+            assert await resp.json() == {"name": "from-env", "role": "read", "namespaces": "*"}
 
 
 async def test_a_rotated_token_file_takes_effect_and_a_broken_one_is_ignored(
@@ -147,6 +148,57 @@ async def test_removing_the_tokens_file_revokes_its_tokens(
     assert served.state.tokens.reload_if_changed()
     async with http.get("/api/v1/whoami", headers=auth("read")) as resp:
         assert resp.status == 200
+
+
+async def test_a_token_scoped_to_namespaces_is_refused_elsewhere_with_403(
+    served: Served, http: aiohttp.ClientSession, tokens_file: Path, kube: client.ApiClient,
+) -> None:
+    await client.CoreV1Api(kube).create_namespace({"metadata": {"name": "other"}})
+    scoped = {"Authorization": "Bearer scoped-token-0123456789"}
+    entries = [*yaml.safe_load(tokens_yaml()),
+               {"name": "team-demo", "role": "operate", "token": "scoped-token-0123456789",
+                "namespaces": ["demo"]}]
+    tokens_file.write_text(yaml.safe_dump(entries))
+    assert served.state.tokens.reload_if_changed()
+    async with http.get("/api/v1/whoami", headers=scoped) as resp:
+        assert await resp.json() == {"name": "team-demo", "role": "operate",
+                                     "namespaces": ["demo"]}
+    for ns in ("demo", "other"):  # an admin token puts one rollout in each
+        async with http.post("/api/v1/rollouts", json=manifest(f"r-{ns}", namespace=ns),
+                             headers=auth("admin")) as resp:
+            assert resp.status == 201, await resp.text()
+    async with http.post("/api/v1/rollouts", json=manifest("mine", namespace="other",
+                                                           own="mine"),
+                         headers=scoped) as resp:
+        problem = await resp.json()
+        assert resp.status == 403 and "'other'" in problem["detail"], problem
+    for method, path in (("GET", "/api/v1/rollouts/other/r-other"),
+                         ("GET", "/api/v1/rollouts/other/r-other/events"),
+                         ("POST", "/api/v1/rollouts/other/r-other/abort"),
+                         ("GET", "/api/v1/rollouts?namespace=other")):
+        async with http.request(method, path, headers=scoped) as resp:
+            assert resp.status == 403, (method, path, resp.status)
+    async with http.get("/api/v1/rollouts/demo/r-demo", headers=scoped) as resp:
+        assert resp.status == 200
+
+    async def listed() -> list[str]:
+        async with http.get("/api/v1/rollouts", headers=scoped) as resp:
+            body = await resp.json()
+        return [f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in body["items"]]
+
+    await eventually(listed, timeout=10, what="the scoped list")
+    assert await listed() == ["demo/r-demo"]
+    async with http.post("/api/v1/rollouts/demo/r-demo/abort", headers=scoped) as resp:
+        assert resp.status == 202
+
+
+def test_token_namespaces_are_checked() -> None:
+    base = {"name": "t", "role": "read", "token": "t" * 16}
+    for bad in ([], ["Bad_NS"], "demo", ["*"]):
+        with pytest.raises(TokenError):
+            parse_entries(json.dumps([{**base, "namespaces": bad}]), source="f")
+    [entry] = parse_entries(json.dumps([base]), source="f")
+    assert entry.namespaces == "*"
 
 
 def test_token_errors_never_echo_a_token() -> None:

@@ -40,7 +40,8 @@ async def test_the_sandbox_daemon_serves_the_example_rollout_with_its_admin_toke
         async with aiohttp.ClientSession(base_url=served.url,
                                          timeout=aiohttp.ClientTimeout(total=10)) as http:
             async with http.get("/api/v1/whoami", headers=headers) as resp:
-                assert await resp.json() == {"name": "sandbox-admin", "role": "admin"}
+                assert await resp.json() == {"name": "sandbox-admin", "role": "admin",
+                                             "namespaces": "*"}
             body = yaml.safe_load(EXAMPLE.read_text())
             async with http.post("/api/v1/rollouts", json=body, headers=headers) as resp:
                 assert resp.status == 201, await resp.text()
