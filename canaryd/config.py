@@ -62,8 +62,10 @@ class MetricTemplate(Model):
             if unknown:
                 raise ValueError(f"{field} uses unknown placeholders: {sorted(unknown)}")
         uses_target = "target" in promql.placeholders(self.query)
-        if uses_target and set((self.labels or {}).keys()) != {"namespace", "workload"}:
-            raise ValueError("a query using {{ target }} must set labels.namespace and .workload")
+        keys = set((self.labels or {}).keys())
+        if uses_target and keys - {"bucket"} != {"namespace", "workload"}:
+            raise ValueError("a query using {{ target }} must set labels.namespace and .workload"
+                             " (and optionally .bucket, for histogram buckets)")
         if self.labels and not uses_target:
             raise ValueError("labels are only meaningful with a query that uses {{ target }}")
         for label in (self.labels or {}).values():
@@ -75,19 +77,39 @@ class MetricTemplate(Model):
     def groupable(self) -> bool:
         return self.labels is not None
 
+    @property
+    def histogram(self) -> bool:
+        """The query answers with cumulative histogram buckets (labels.bucket names `le`)."""
+        return self.labels is not None and "bucket" in self.labels
+
 
 class Sequential(Model):
-    """Anytime-valid test of the canary's share of errors against its share of traffic
-    (canaryd.core.sequential); the template must count errors per workload."""
+    """Anytime-valid test (canaryd.core.sequential): does the canary take more of the bad
+    events than its share of traffic explains? Bad events are errors (a template counting
+    errors per workload) or slow requests (a latency-histogram template with labels.bucket).
+    Evidence accumulates over the whole rollout; false rollbacks stay below alpha however
+    often it is checked, and a failure is decisive at once."""
 
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
-    prior_strength: Annotated[float, Field(gt=0, le=10000)] = 10.0
+    ratio: Annotated[float, Field(gt=1, le=100)] = Field(
+        default=2.0,
+        description="steps that may wait (maxPause) wait until a canary this many times worse "
+        "than stable is ruled out",
+    )
+    quantiles: Annotated[list[Annotated[float, Field(gt=0, lt=1)]], Field(min_length=1)] = Field(
+        default_factory=lambda: [0.5, 0.9, 0.99],
+        description="latency histograms: judge the requests slower than these quantiles of "
+        "both versions' pooled latency",
+    )
 
 
 class Check(Threshold):
     metric: Label
     params: dict[Label, str] = Field(default_factory=dict)
     sequential: Sequential | None = None
+    dry_run: bool = Field(
+        default=False, description="evaluate, record and export it, but never let it decide"
+    )
 
     @model_validator(mode="after")
     def _has_threshold(self) -> Check:
@@ -95,6 +117,11 @@ class Check(Threshold):
                 and self.sequential is None):
             raise ValueError("a check needs min, max, maxRatioToStable or sequential")
         return self
+
+    @property
+    def comparison_only(self) -> bool:
+        """Judged only against stable: nothing to say when stable gets no traffic."""
+        return self.sequential is not None or (self.min is None and self.max is None)
 
 
 class Limits(Model):
@@ -194,6 +221,11 @@ def _cross_check(settings: Settings) -> list[tuple[str, str]]:
                 errors.append(
                     (f"{where}.sequential", "needs a template with {{ target }} and labels")
                 )
+            if template.histogram and (check.sequential is None or check.min is not None
+                                       or check.max is not None
+                                       or check.max_ratio_to_stable is not None):
+                errors.append((f"{where}.metric", "a histogram-bucket template can only be "
+                               "judged by a sequential check (no min, max or maxRatioToStable)"))
     return errors
 
 

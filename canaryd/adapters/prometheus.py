@@ -11,6 +11,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -76,14 +77,19 @@ class PrometheusClient:
         log.info("prometheus client reconfigured", url=url, timeout=timeout, retries=retries)
         return True
 
-    def _query_sync(self, query: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._conn.custom_query(
-            query, params={"timeout": format_duration(max(self.timeout - 0.5, 0.5))}
-        )
+    def _params(self, at: datetime | None) -> dict[str, str]:
+        params = {"timeout": format_duration(max(self.timeout - 0.5, 0.5))}
+        if at is not None:
+            params["time"] = f"{at.timestamp():.3f}"
+        return params
+
+    def _query_sync(self, query: str, at: datetime | None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._conn.custom_query(query, params=self._params(at))
         return result
 
-    async def query(self, query: str) -> list[Sample]:
-        """An instant vector as (labels, value) pairs; QueryError when there is no answer."""
+    async def query(self, query: str, *, at: datetime | None = None) -> list[Sample]:
+        """An instant vector as (labels, value) pairs, evaluated at `at` (default: whenever
+        Prometheus gets the request); QueryError when there is no answer."""
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -102,7 +108,7 @@ class PrometheusClient:
             ):
                 with attempt:
                     raw = await asyncio.wait_for(
-                        asyncio.to_thread(self._query_sync, query), timeout=self.timeout + 1
+                        asyncio.to_thread(self._query_sync, query, at), timeout=self.timeout + 1
                     )
             failed = False
         except (requests.RequestException, PrometheusApiClientException, TimeoutError) as exc:
@@ -118,9 +124,22 @@ class PrometheusClient:
                 raise QueryError(f"unexpected sample shape: {str(series)[:200]}") from None
         return out
 
-    async def ready(self) -> bool:
+    async def ready(self, timeout: float = 1.0) -> bool:  # noqa: ASYNC109
+        """One query, no retries, answered within `timeout` seconds (for /readyz, which must
+        answer quickly even while Prometheus does not)."""
+        timeout = min(timeout, self.timeout)
+
+        def probe() -> list[dict[str, Any]]:
+            raw: list[dict[str, Any]] = self._conn.custom_query("vector(1)", timeout=timeout)
+            return raw
+
+        started = time.monotonic()
         try:
-            samples = await self.query("vector(1)")
-        except QueryError:
+            raw = await asyncio.wait_for(asyncio.to_thread(probe), timeout=timeout + 0.2)
+            value = _value(raw[0]["value"][1])
+        except (requests.RequestException, PrometheusApiClientException, TimeoutError,
+                KeyError, IndexError, ValueError, TypeError):
+            if self.observe is not None:
+                self.observe(time.monotonic() - started, True)
             return False
-        return bool(samples) and not math.isnan(samples[0][1])
+        return not math.isnan(value)

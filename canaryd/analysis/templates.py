@@ -80,6 +80,28 @@ def builtin_metrics() -> dict[str, dict[str, object]]:
         "requests": _LINKERD_REQUESTS,
         "labels": LINKERD_LABELS,
     }
+    # Latency histograms per workload over the interval: for `sequential` checks, which
+    # compare the canary's share of slow requests with its share of traffic.
+    metrics["istio-latency-buckets"] = {
+        "description": "request latency histogram buckets over the interval (Istio)",
+        "query": (
+            "sum by (destination_workload_namespace, destination_workload, le) "
+            f"(increase(istio_request_duration_milliseconds_bucket{{{_ISTIO_SEL}}}{_INTERVAL}))"
+        ),
+        "requests": _ISTIO_REQUESTS,
+        "labels": {**ISTIO_LABELS, "bucket": "le"},
+        "unit": "ms",
+    }
+    metrics["linkerd-latency-buckets"] = {
+        "description": "response latency histogram buckets over the interval (Linkerd)",
+        "query": (
+            "sum by (namespace, deployment, le) "
+            f"(increase(response_latency_ms_bucket{{{_LINKERD_SEL}}}{_INTERVAL}))"
+        ),
+        "requests": _LINKERD_REQUESTS,
+        "labels": {**LINKERD_LABELS, "bucket": "le"},
+        "unit": "ms",
+    }
     for name, q in (("p50", "0.5"), ("p90", "0.9"), ("p99", "0.99")):
         metrics[f"istio-latency-{name}"] = {
             "description": f"{name} request latency in milliseconds (Istio histogram)",

@@ -57,8 +57,15 @@ def check_line(c: Mapping[str, Any]) -> str:
         canary = _float(c.get("errors"))
         stable = _float(c.get("stableErrors")) or 0.0
         share = _float(c.get("canaryShare"))
+        expected = _float(c.get("expectedErrors"))
+        evidence = c.get("evidence") or []
+        what = "slow requests" if any("@" in str(e.get("key", "")) for e in evidence
+                                      if isinstance(e, Mapping)) else "errors"
         seen = ""
-        if canary is not None:
+        if canary is not None and expected is not None:
+            # evidence over the whole rollout, at whatever shares the steps had
+            seen = f" ({canary:.0f} {what} where its traffic share explains {expected:.1f})"
+        elif canary is not None:
             on = f" on {units.quantity(share * 100, '%')} of traffic" if share else ""
             seen = f" ({canary:.0f} of {canary + stable:.0f} errors{on})"
         body = (f"e={'?' if value is None else _e_value(value)}{seen} "
@@ -70,7 +77,7 @@ def check_line(c: Mapping[str, Any]) -> str:
             body += f" (stable {units.quantity(stable_value, unit)})"
         body += f" {threshold}"
     line = f"{c.get('metric')} {body} {MARKS.get(verdict, verdict)}"
-    if verdict == "Inconclusive" and c.get("reason"):
+    if verdict in ("Inconclusive", "NotApplicable") and c.get("reason"):
         line += f": {c['reason']}"
     return line
 

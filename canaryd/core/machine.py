@@ -21,6 +21,7 @@ from canaryd.core.model import (
     ACTION_ANNOTATION,
     REASON_WRITTEN,
     CheckResult,
+    Evidence,
     HistoryEntry,
     Phase,
     RolloutStatus,
@@ -76,6 +77,9 @@ class Observations:
     weights: Weights | None = None
     router_error: str | None = None
     analysis: tuple[CheckResult, ...] | None = None
+    # When the analysis' queries were evaluated (their `time=`): the run is recorded at that
+    # time, so windows line up however late the answers arrived. Default: now.
+    analysis_time: datetime | None = None
     blocking: str | None = None
     waiting_for: str | None = None
     superseded_by: str | None = None
@@ -256,15 +260,39 @@ def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
         b.wake_in(1.0)
 
 
-def _record_run(b: _Builder, ctx: Context, results: tuple[CheckResult, ...]) -> None:
+def _merge_evidence(old: list[Evidence], results: tuple[CheckResult, ...]) -> list[Evidence]:
+    """Each sequential result carries its evidence after this run; a dry-run check on the
+    same metric carries the same numbers, so replacing is idempotent."""
+    merged = {e.key: e for e in old}
+    for r in results:
+        for e in r.evidence or ():
+            merged[e.key] = e
+    return [merged[k] for k in sorted(merged)]
+
+
+def _record_run(
+    b: _Builder, ctx: Context, results: tuple[CheckResult, ...], at: datetime | None
+) -> None:
     assert ctx.analysis is not None
     limits = ctx.analysis.limits
     outcome = verdicts.overall(results)
+    counted = verdicts.considered(results)
     s = b.status
     seq = s.sequence + 1
     numbered = [r.model_copy(update={"seq": seq}) for r in results]
     checks = [*s.checks, *numbered][-ctx.checks_kept :]
-    b.update(checks=checks, last_analysis_at=b.now, sequence=seq)
+    b.update(checks=checks, last_analysis_at=at or b.now, sequence=seq,
+             evidence=_merge_evidence(s.evidence, results),
+             settled=all(bool(r.settled) for r in counted if r.decisive))
+    decisive = [r for r in counted if r.decisive and r.verdict is Verdict.FAIL]
+    if decisive:
+        b.update(failures=s.failures + 1, consecutive_failures=s.consecutive_failures + 1,
+                 consecutive_inconclusive=0)
+        failing = "; ".join(f"{r.metric}: {r.reason}" for r in decisive)
+        _start_rollback(b, T.ANALYSIS_FAILED,
+                        f"analysis failed (anytime-valid check, decisive at once): {failing}",
+                        Phase.ROLLED_BACK)
+        return
     if outcome is Verdict.PASS:
         b.update(
             consecutive_failures=0,
@@ -279,7 +307,7 @@ def _record_run(b: _Builder, ctx: Context, results: tuple[CheckResult, ...]) -> 
             consecutive_inconclusive=0,
         )
         s = b.status
-        failing = "; ".join(f"{r.metric}: {r.reason}" for r in results if r.verdict is Verdict.FAIL)
+        failing = "; ".join(f"{r.metric}: {r.reason}" for r in counted if r.verdict is Verdict.FAIL)
         if s.failures >= limits.failures or s.consecutive_failures >= limits.consecutive_failures:
             _start_rollback(
                 b, T.ANALYSIS_FAILED,
@@ -292,7 +320,7 @@ def _record_run(b: _Builder, ctx: Context, results: tuple[CheckResult, ...]) -> 
     s = b.status
     if s.consecutive_inconclusive >= limits.consecutive_inconclusive:
         why = "; ".join(
-            f"{r.metric}: {r.reason}" for r in results if r.verdict is Verdict.INCONCLUSIVE
+            f"{r.metric}: {r.reason}" for r in counted if r.verdict is Verdict.INCONCLUSIVE
         )
         message = f"{s.consecutive_inconclusive} inconclusive analysis runs in a row: {why}"
         if limits.on_inconclusive == "rollback":
@@ -317,7 +345,7 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
         _start_rollback(b, T.ROUTER_BROKEN, f"routing error: {obs.router_error}", Phase.FAILED)
         return
     if obs.analysis is not None:
-        _record_run(b, ctx, obs.analysis)
+        _record_run(b, ctx, obs.analysis, obs.analysis_time)
         if b.status.phase is not P.PROGRESSING:
             return
     s = b.status
@@ -328,7 +356,10 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
         and s.consecutive_failures == 0
         and s.consecutive_inconclusive == 0
     )
-    done = (analysed or not step.analysis) and elapsed >= step.pause
+    # A step that may wait (maxPause) waits for the sequential checks' evidence to settle.
+    waiting = (step.analysis and step.max_pause is not None and s.settled is not True
+               and elapsed < step.max_pause)
+    done = (analysed or not step.analysis) and elapsed >= step.pause and not waiting
     if done:
         label = f"step {s.step_index + 1}/{len(ctx.steps)} passed"
         if step.gate == "manual":
@@ -342,6 +373,8 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
         b.wake_in(ctx.analysis.interval - _since(b.now, anchor))
     if analysed or not step.analysis:
         b.wake_in(step.pause - elapsed)
+    if waiting and step.max_pause is not None:
+        b.wake_in(step.max_pause - elapsed)
 
 
 def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:

@@ -194,6 +194,17 @@ class Step(Model):
     analysis: bool = Field(
         default=True, description="run analysis in this step (false: advance after the pause)"
     )
+    max_pause: Duration | None = Field(
+        default=None,
+        description="wait up to this long in the step until the sequential checks have enough "
+        "evidence (they rule out a canary their `ratio` times worse); default: no waiting",
+    )
+
+    @model_validator(mode="after")
+    def _pauses(self) -> Step:
+        if self.max_pause is not None and self.max_pause < self.pause:
+            raise ValueError("maxPause must not be shorter than pause")
+        return self
 
 
 class Plan(Model):
@@ -210,6 +221,9 @@ class Plan(Model):
         default=None, description="the last generated step's weight (default 100)"
     )
     step_pause: Duration = Field(default=0.0, description="the pause of every generated step")
+    step_max_pause: Duration | None = Field(
+        default=None, description="maxPause of every generated step"
+    )
     interval: Duration | None = Field(
         default=None, description="deprecated: set spec.analysis.interval (refused when both "
         "are set and differ)"
@@ -227,6 +241,11 @@ class Plan(Model):
                 raise ValueError("step weights must not decrease")
         if self.max_weight is not None and self.step_weight is None:
             raise ValueError("maxWeight goes with stepWeight")
+        if self.step_max_pause is not None:
+            if self.step_weight is None:
+                raise ValueError("stepMaxPause goes with stepWeight (steps set maxPause each)")
+            if self.step_max_pause < self.step_pause:
+                raise ValueError("stepMaxPause must not be shorter than stepPause")
         return self
 
 
@@ -470,6 +489,22 @@ class Verdict(enum.StrEnum):
     PASS = "Pass"  # noqa: S105 (a verdict, not a password)
     FAIL = "Fail"
     INCONCLUSIVE = "Inconclusive"
+    # A comparison with nothing to compare against (no stable traffic at 100%): not judged,
+    # and not held against the step either.
+    NOT_APPLICABLE = "NotApplicable"
+
+
+class Evidence(Model):
+    """What a sequential check has seen over the whole rollout (canaryd.core.sequential)."""
+
+    key: str = Field(description="the check's metric (latency checks: metric@quantile)")
+    canary: Annotated[float, Field(ge=0)] = Field(description="bad events on the canary")
+    stable: Annotated[float, Field(ge=0)] = Field(description="bad events on stable")
+    expected: Annotated[float, Field(ge=0)] = Field(
+        description="canary events its measured traffic shares explain")
+    log_lr: list[float] = Field(
+        description="the test's state: ln likelihood ratio at canary/stable rate ratios "
+        "2^(k/3), k = -15..18")
 
 
 class CheckResult(Model):
@@ -480,14 +515,29 @@ class CheckResult(Model):
     stable_value: float | None = None
     requests: float | None = None
     errors: float | None = Field(
-        default=None, description="sequential checks: canary errors so far in this step"
-    )
+        default=None,
+        description="sequential checks: the canary's bad events (errors, or slow requests) "
+        "over the whole rollout so far")
     stable_errors: float | None = Field(
-        default=None, description="sequential checks: stable errors so far in this step"
+        default=None, description="sequential checks: stable's bad events so far")
+    expected_errors: float | None = Field(
+        default=None,
+        description="sequential checks: the canary's bad events its traffic shares explain")
+    evidence: list[Evidence] | None = Field(
+        default=None, description="sequential checks: the evidence after this run"
+    )
+    decisive: bool | None = Field(
+        default=None, description="a failure ends the analysis at once (anytime-valid test)"
+    )
+    settled: bool | None = Field(
+        default=None, description="sequential checks: a canary `ratio` times worse is ruled out"
+    )
+    dry_run: bool | None = Field(
+        default=None, description="recorded, never decides anything"
     )
     canary_share: float | None = Field(
-        default=None, description="sequential checks: the canary's share of traffic (0..1)"
-    )
+        default=None,
+        description="sequential checks: the canary's measured share of requests this interval")
     unit: str | None = Field(default=None, description="the metric template's unit")
     threshold: str
     verdict: Verdict
@@ -556,6 +606,12 @@ class RolloutStatus(Model):
     phase_started_at: datetime | None = None
     last_analysis_at: datetime | None = None
     passed_runs_in_step: Count = 0
+    evidence: list[Evidence] = Field(
+        default_factory=list, max_length=64,
+        description="sequential checks' evidence over the whole rollout, one per test")
+    settled: bool | None = Field(
+        default=None, description="the last run's sequential checks all had enough evidence"
+    )
     failures: Count = 0
     consecutive_failures: Count = 0
     consecutive_inconclusive: Count = 0

@@ -47,7 +47,8 @@ def steps(spec: RolloutSpec) -> tuple[Step, ...]:
     weights = list(range(plan.step_weight, top + 1, plan.step_weight))
     if not weights or weights[-1] != top:
         weights.append(top)
-    return tuple(Step(weight=w, pause=plan.step_pause) for w in weights)
+    return tuple(Step(weight=w, pause=plan.step_pause, max_pause=plan.step_max_pause)
+                 for w in weights)
 
 
 def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis:

@@ -18,11 +18,12 @@ from datetime import datetime
 from canaryd.adapters.prometheus import PrometheusClient, QueryError, Sample
 from canaryd.analysis import promql
 from canaryd.config import Check, MetricTemplate, Settings
-from canaryd.core.model import CheckResult
+from canaryd.core.model import CheckResult, Evidence
 from canaryd.core.plan import EffectiveAnalysis
 from canaryd.core.verdict import Measurement, judge
 
 Key = tuple[str, str]  # (namespace, workload)
+Value = float | dict[float, float]  # a sample, or a histogram's buckets (le -> count)
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,19 @@ class Job:
     analysis: EffectiveAnalysis
     step: int
     canary_share: float | None = None  # current traffic share of the canary (0..1)
-    prior: dict[str, tuple[float, float]] = field(default_factory=dict)  # sequential counts
+    evidence: tuple[Evidence, ...] = field(default=())  # sequential checks, from status
+
+    @property
+    def compared(self) -> bool:
+        """A decisive comparison check judges this run (see Measurement.compared)."""
+        share = self.canary_share
+        return share is not None and 0 < round(share * 100) < 100 and any(
+            c.sequential is not None and not c.dry_run for c in self.analysis.checks)
 
 
 @dataclass
 class _Answer:
-    values: dict[Key, float] | None = None
+    values: dict[Key, Value] | None = None
     error: str | None = None
 
 
@@ -52,12 +60,30 @@ def _target(labels: dict[str, str], keys: set[Key]) -> str:
     )
 
 
-def _index(samples: Sequence[Sample], labels: dict[str, str]) -> dict[Key, float]:
-    out: dict[Key, float] = {}
+def _index(samples: Sequence[Sample], labels: dict[str, str]) -> dict[Key, Value]:
+    out: dict[Key, Value] = {}
+    bucket = labels.get("bucket")
     for metric, value in samples:
         key = (metric.get(labels["namespace"], ""), metric.get(labels["workload"], ""))
-        out[key] = value
+        if bucket is None:
+            out[key] = value
+            continue
+        try:
+            le = float(metric.get(bucket, ""))
+        except ValueError:
+            continue  # not a bucket series
+        buckets = out.setdefault(key, {})
+        assert isinstance(buckets, dict)
+        buckets[le] = value
     return out
+
+
+def _scalar(value: Value | None) -> float | None:
+    return value if isinstance(value, float) else None
+
+
+def _buckets(value: Value | None) -> dict[float, float] | None:
+    return value if isinstance(value, dict) else None
 
 
 class Analyzer:
@@ -66,15 +92,15 @@ class Analyzer:
         self.settings = settings
         self.queries_last_round = 0
 
-    async def _grouped(self, query: str, labels: dict[str, str]) -> _Answer:
+    async def _grouped(self, query: str, labels: dict[str, str], at: datetime) -> _Answer:
         try:
-            return _Answer(values=_index(await self.prometheus.query(query), labels))
+            return _Answer(values=_index(await self.prometheus.query(query, at=at), labels))
         except QueryError as exc:
             return _Answer(error=str(exc))
 
-    async def _single(self, query: str) -> _Answer:
+    async def _single(self, query: str, at: datetime) -> _Answer:
         try:
-            samples = await self.prometheus.query(query)
+            samples = await self.prometheus.query(query, at=at)
         except QueryError as exc:
             return _Answer(error=str(exc))
         if not samples:
@@ -82,6 +108,9 @@ class Analyzer:
         return _Answer(values={("", ""): samples[0][1]})
 
     async def run(self, jobs: Sequence[Job], now: datetime) -> dict[str, tuple[CheckResult, ...]]:
+        """Analyse every job as of `now`: each query is evaluated at exactly that time
+        (Prometheus' `time=`), so a window is the one the results are stamped with, however
+        long the answers take."""
         settings = self.settings
         # 1. Work out every distinct query this round needs.
         grouped: dict[tuple[str, str, float], set[Key]] = defaultdict(set)  # (metric, part, window)
@@ -91,9 +120,9 @@ class Analyzer:
             window = promql.duration(job.analysis.interval)
             for check in job.analysis.checks:
                 template = settings.metric(check.metric)
-                keys = {(job.namespace, job.canary)}
-                if check.max_ratio_to_stable is not None or check.sequential is not None:
-                    keys.add((job.namespace, job.stable))
+                # Stable rides along in the same grouped query: for comparisons, and for
+                # telling a shared incident from a bad canary.
+                keys = {(job.namespace, job.canary), (job.namespace, job.stable)}
                 queries: dict[str, str] = {}
                 if template.labels is not None:
                     grouped[(check.metric, "query", job.analysis.interval)] |= keys
@@ -124,8 +153,9 @@ class Analyzer:
             )
         names = list(rendered)
         answers = await asyncio.gather(
-            *(self._grouped(rendered[n], settings.metric(n[0]).labels or {}) for n in names),
-            *(self._single(q) for q in singles),
+            *(self._grouped(rendered[n], settings.metric(n[0]).labels or {}, now)
+              for n in names),
+            *(self._single(q, now) for q in singles),
         )
         by_group = dict(zip(names, answers[: len(names)], strict=True))
         by_single = dict(zip(singles, answers[len(names):], strict=True))
@@ -147,23 +177,27 @@ class Analyzer:
                 canary_key = stable_key = ("", "")
             error = main.error or (req.error if req else None)
             values = main.values or {}
-            requests = None
+            requests = stable_requests = None
             if req is not None and req.values is not None:
-                requests = req.values.get(canary_key, 0.0)
+                requests = _scalar(req.values.get(canary_key)) or 0.0
                 if math.isnan(requests):
                     requests = 0.0
+                if stable_key != canary_key:
+                    stable_requests = _scalar(req.values.get(stable_key))
+            stable = values.get(stable_key) if stable_key != canary_key else None
             measurement = Measurement(
                 metric=check.metric,
                 query=query,
-                value=values.get(canary_key),
-                stable_value=(
-                    values.get(stable_key)
-                    if check.max_ratio_to_stable or check.sequential else None
-                ),
+                value=_scalar(values.get(canary_key)),
+                stable_value=_scalar(stable),
                 requests=requests,
+                stable_requests=stable_requests,
                 error=error,
                 canary_share=job.canary_share,
-                prior=job.prior.get(check.metric, (0.0, 0.0)),
+                evidence=job.evidence,
+                buckets=(_buckets(values.get(canary_key)) or {}) if template.histogram else None,
+                stable_buckets=(_buckets(stable) or {}) if template.histogram else None,
+                compared=job.compared,
                 unit=template.unit,
             )
             results[job.rollout].append(

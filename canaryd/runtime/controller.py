@@ -51,16 +51,6 @@ def _validation_message(exc: ValidationError) -> str:
     return "invalid rollout: " + reading.errors_text(exc, "spec")
 
 
-def _sequential_counts(status: RolloutStatus) -> dict[str, tuple[float, float]]:
-    """Error counts sequential checks have accumulated in the current step (from status, so
-    they survive restarts and leader changes)."""
-    out: dict[str, tuple[float, float]] = {}
-    for check in status.checks:  # oldest first: the latest per metric wins
-        if check.step == status.step_index and check.errors is not None:
-            out[check.metric] = (check.errors, check.stable_errors or 0.0)
-    return out
-
-
 @dataclass
 class _Work:
     key: str
@@ -250,7 +240,7 @@ class Controller:
                                 stable=w.spec.workloads.stable, canary=w.spec.workloads.canary,
                                 analysis=w.ctx.analysis, step=w.status.step_index,
                                 canary_share=weights.canary / 100 if weights else None,
-                                prior=_sequential_counts(w.status)))
+                                evidence=tuple(w.status.evidence)))
         if jobs:
             analyzer = Analyzer(prometheus=self.prometheus, settings=settings)
             results = await analyzer.run(jobs, now)
@@ -261,11 +251,14 @@ class Controller:
             for w in works:
                 if w.key in results:
                     w.obs["analysis"] = results[w.key]
+                    w.obs["analysis_time"] = now
 
         async def finish(w: _Work) -> None:
             async with sem:
                 try:
-                    await self._finish(w, now)
+                    # Decide with the time the decision is made: the observations may have
+                    # taken a while (a slow Prometheus), and a step starts when it starts.
+                    await self._finish(w, self.clock())
                 except Exception as exc:
                     log.exception("reconciling rollout failed", rollout=w.key)
                     self._due[w.key] = time.monotonic() + 1.0

@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -171,6 +172,23 @@ class PrometheusServer:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.kill()
 
+    def freeze(self) -> None:
+        """SIGSTOP the server: it keeps its connections but answers nothing (a stall, for
+        tests of a slow Prometheus); `thaw()` lets it go on."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGSTOP)
+            # Delivery is asynchronous: return once the kernel shows it stopped (Linux).
+            stat = Path(f"/proc/{self._proc.pid}/stat")
+            for _ in range(1000):
+                with contextlib.suppress(OSError):
+                    if stat.read_text().rsplit(")", 1)[1].split()[0] in ("T", "t"):
+                        return
+                time.sleep(0.001)
+
+    def thaw(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGCONT)
+
     async def stop(self, grace: float = 10) -> None:
         """SIGTERM, wait (SIGKILL after `grace` seconds), then delete config, log and TSDB."""
         await self._terminate(grace)
@@ -272,6 +290,7 @@ class PrometheusServer:
             return
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a frozen server could not act on SIGTERM
                 proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), grace)

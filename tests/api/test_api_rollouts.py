@@ -351,6 +351,37 @@ async def test_readiness_reflects_prometheus(
             assert resp.status == 200
 
 
+async def test_readiness_answers_in_its_own_time_while_prometheus_hangs(
+    kube: client.ApiClient, tmp_path: Any,
+) -> None:
+    """A Prometheus that accepts connections and never answers (config timeout 5 s, two
+    retries): /readyz still answers 503 within its own short timeout."""
+    import time
+
+    from tests.api.conftest import serve_api
+
+    release = asyncio.Event()
+
+    async def swallow(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    hung = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = hung.sockets[0].getsockname()[1]
+    try:
+        async with serve_api(tmp_path / "kubeconfig", None, f"http://127.0.0.1:{port}") as s, \
+                aiohttp.ClientSession(base_url=s.url) as http:
+            started = time.monotonic()
+            async with http.get("/readyz") as resp:
+                assert resp.status == 503
+                assert (await resp.json())["checks"]["prometheus"] == "unreachable"
+            assert time.monotonic() - started < 3
+    finally:
+        release.set()
+        hung.close()
+        await hung.wait_closed()
+
+
 async def test_metrics_count_requests_per_route_and_open_streams(
     http: aiohttp.ClientSession,
 ) -> None:

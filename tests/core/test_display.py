@@ -10,6 +10,7 @@ import pytest
 from canaryd.client.render import check_line
 from canaryd.config import Check
 from canaryd.core import units
+from canaryd.core.model import Evidence
 from canaryd.core.verdict import Measurement, judge
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -52,24 +53,33 @@ def test_a_check_line_says_the_value_once_with_its_unit() -> None:
 
 def test_sequential_checks_print_the_e_value_and_the_errors_seen() -> None:
     seq = {"metric": "istio-error-count", "sequential": {"alpha": 0.01}}
-    failing = stored(seq, Measurement("istio-error-count", "q", value=5, stable_value=1,
-                                      requests=500, canary_share=0.1, prior=(0, 0)))
-    e = failing["value"]
+
+    def interval(canary: float, stable: float, evidence: object = (), requests: float = 50,
+                 ) -> Measurement:
+        return Measurement("istio-error-count", "q", value=canary, stable_value=stable,
+                           requests=requests, stable_requests=450, canary_share=0.1,
+                           evidence=tuple(Evidence.model_validate(e) for e in evidence))
+
+    first = stored(seq, interval(2, 4))
+    e = first["value"]
     assert isinstance(e, float) and e < 100
-    assert check_line(failing) == (
-        f"istio-error-count e={e:.3g} (5 of 6 errors on 10% of traffic) < 100 ok")
-    caught = stored(seq, Measurement("istio-error-count", "q", value=7, stable_value=0,
-                                     requests=500, canary_share=0.1, prior=(5, 1)))
+    assert check_line(first) == (
+        f"istio-error-count e={e:.3g} (2 errors where its traffic share explains 0.6) < 100 ok")
+    caught = stored(seq, interval(7, 0, first["evidence"]))
     assert caught["verdict"] == "Fail"
-    assert check_line(caught).endswith("(12 of 13 errors on 10% of traffic) < 100 FAIL")
+    assert check_line(caught).endswith("(9 errors where its traffic share explains 1.3) "
+                                       "< 100 FAIL")
     # Too few requests: the evidence so far, never this interval's raw error count.
-    starved = stored(seq, Measurement("istio-error-count", "q", value=4, stable_value=0,
-                                      requests=5, canary_share=0.1, prior=(5, 1)))
+    starved = stored(seq, interval(4, 0, first["evidence"], requests=5))
     assert starved["verdict"] == "Inconclusive" and starved["value"] == e
-    assert starved["errors"] == 5 and starved["stableErrors"] == 1
+    assert starved["errors"] == 2 and starved["stableErrors"] == 4
     assert check_line(starved) == (
-        f"istio-error-count e={e:.3g} (5 of 6 errors on 10% of traffic) < 100 inconclusive: "
-        "too few requests: 5 < 20 (canary idle or starved)")
+        f"istio-error-count e={e:.3g} (2 errors where its traffic share explains 0.6) < 100 "
+        "inconclusive: too few requests: 5 < 20 (canary idle or starved)")
+    at_100 = stored(seq, Measurement("istio-error-count", "q", value=1, requests=500,
+                                     canary_share=1.0))
+    assert check_line(at_100) == ("istio-error-count e=? < 100 not applicable: no stable "
+                                  "traffic to compare with at 100%")
 
 
 def test_old_status_without_units_still_reads() -> None:

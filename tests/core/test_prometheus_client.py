@@ -43,3 +43,29 @@ async def test_unreachable_is_a_query_error_and_reload_fixes_it(
     assert not client.reconfigure(prometheus.url, timeout=2, retries=0)
     assert await client.query("vector(1)") == [({}, 1.0)]
     assert seen[-1][1] is False
+
+
+async def test_queries_are_evaluated_at_the_time_asked(prometheus: PrometheusServer) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    client = PrometheusClient(prometheus.url, timeout=2, retries=0)
+    at = datetime.now(UTC) - timedelta(minutes=3)
+    [(_, evaluated)] = await client.query("vector(time())", at=at)
+    assert evaluated == pytest.approx(at.timestamp(), abs=0.001)
+
+
+async def test_ready_answers_quickly_while_prometheus_is_frozen(
+    prometheus: PrometheusServer,
+) -> None:
+    import time
+
+    client = PrometheusClient(prometheus.url, timeout=5, retries=2)
+    assert await client.ready()
+    prometheus.freeze()
+    try:
+        started = time.monotonic()
+        assert not await client.ready(timeout=0.5)
+        assert time.monotonic() - started < 1.5
+    finally:
+        prometheus.thaw()
+    assert await client.ready()
