@@ -10,7 +10,9 @@ from canaryd import __version__
 
 # Each name is a module under canaryd.commands exposing `register(subparsers)`; the
 # registered parser sets `handler`, a callable taking the parsed args and returning an exit code.
-COMMANDS: tuple[str, ...] = ("serve", "sandbox", "config", "lint", "demo", "client")
+COMMANDS: tuple[str, ...] = (
+    "serve", "sandbox", "config", "lint", "demo", "client", "backtest",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,9 @@ from pydantic import Field, ValidationError, model_validator
 from canaryd.analysis import promql
 from canaryd.analysis.templates import builtin_metrics
 from canaryd.core.durations import Duration
-from canaryd.core.model import Model, Threshold
+from canaryd.core.model import Check as Check  # re-exported: profiles hold them
+from canaryd.core.model import Model
+from canaryd.core.model import Sequential as Sequential
 from canaryd.core.names import Label
 
 PROMQL_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -81,47 +83,6 @@ class MetricTemplate(Model):
     def histogram(self) -> bool:
         """The query answers with cumulative histogram buckets (labels.bucket names `le`)."""
         return self.labels is not None and "bucket" in self.labels
-
-
-class Sequential(Model):
-    """Anytime-valid test (canaryd.core.sequential): does the canary take more of the bad
-    events than its share of traffic explains? Bad events are errors (a template counting
-    errors per workload) or slow requests (a latency-histogram template with labels.bucket).
-    Evidence accumulates over the whole rollout; false rollbacks stay below alpha however
-    often it is checked, and a failure is decisive at once."""
-
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
-    ratio: Annotated[float, Field(gt=1, le=100)] = Field(
-        default=2.0,
-        description="steps that may wait (maxPause) wait until a canary this many times worse "
-        "than stable is ruled out",
-    )
-    quantiles: Annotated[list[Annotated[float, Field(gt=0, lt=1)]], Field(min_length=1)] = Field(
-        default_factory=lambda: [0.5, 0.9, 0.99],
-        description="latency histograms: judge the requests slower than these quantiles of "
-        "both versions' pooled latency",
-    )
-
-
-class Check(Threshold):
-    metric: Label
-    params: dict[Label, str] = Field(default_factory=dict)
-    sequential: Sequential | None = None
-    dry_run: bool = Field(
-        default=False, description="evaluate, record and export it, but never let it decide"
-    )
-
-    @model_validator(mode="after")
-    def _has_threshold(self) -> Check:
-        if (self.min is None and self.max is None and self.max_ratio_to_stable is None
-                and self.sequential is None):
-            raise ValueError("a check needs min, max, maxRatioToStable or sequential")
-        return self
-
-    @property
-    def comparison_only(self) -> bool:
-        """Judged only against stable: nothing to say when stable gets no traffic."""
-        return self.sequential is not None or (self.min is None and self.max is None)
 
 
 class Limits(Model):
@@ -193,39 +154,42 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(root)"
 
 
+def check_errors(settings: Settings, check: Check, where: str) -> list[tuple[str, str]]:
+    """What is wrong with `check` against the settings' templates, each with its path."""
+    errors: list[tuple[str, str]] = []
+    template = settings.metrics.get(check.metric)
+    if template is None:
+        return [(f"{where}.metric", f"unknown metric template {check.metric!r}")]
+    for key, value in check.params.items():
+        spec = template.params.get(key)
+        if spec is None:
+            errors.append((f"{where}.params.{key}", "the template has no such parameter"))
+        elif not re.fullmatch(spec.pattern, value):
+            errors.append((f"{where}.params.{key}", f"does not match {spec.pattern!r}"))
+        elif any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            errors.append((f"{where}.params.{key}", "not UTF-8 text (a lone surrogate)"))
+    for key, spec in template.params.items():
+        if spec.default is None and key not in check.params:
+            errors.append((f"{where}.params.{key}", "required by the template"))
+    if check.max_ratio_to_stable is not None and not template.groupable:
+        errors.append(
+            (f"{where}.maxRatioToStable", "needs a template with {{ target }} and labels")
+        )
+    if check.sequential is not None and not template.groupable:
+        errors.append((f"{where}.sequential", "needs a template with {{ target }} and labels"))
+    if template.histogram and (check.sequential is None or check.min is not None
+                               or check.max is not None
+                               or check.max_ratio_to_stable is not None):
+        errors.append((f"{where}.metric", "a histogram-bucket template can only be "
+                       "judged by a sequential check (no min, max or maxRatioToStable)"))
+    return errors
+
+
 def _cross_check(settings: Settings) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     for pname, profile in settings.profiles.items():
         for i, check in enumerate(profile.checks):
-            where = f"profiles.{pname}.checks[{i}]"
-            template = settings.metrics.get(check.metric)
-            if template is None:
-                errors.append((f"{where}.metric", f"unknown metric template {check.metric!r}"))
-                continue
-            for key, value in check.params.items():
-                spec = template.params.get(key)
-                if spec is None:
-                    errors.append((f"{where}.params.{key}", "the template has no such parameter"))
-                elif not re.fullmatch(spec.pattern, value):
-                    errors.append((f"{where}.params.{key}", f"does not match {spec.pattern!r}"))
-                elif any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-                    errors.append((f"{where}.params.{key}", "not UTF-8 text (a lone surrogate)"))
-            for key, spec in template.params.items():
-                if spec.default is None and key not in check.params:
-                    errors.append((f"{where}.params.{key}", "required by the template"))
-            if check.max_ratio_to_stable is not None and not template.groupable:
-                errors.append(
-                    (f"{where}.maxRatioToStable", "needs a template with {{ target }} and labels")
-                )
-            if check.sequential is not None and not template.groupable:
-                errors.append(
-                    (f"{where}.sequential", "needs a template with {{ target }} and labels")
-                )
-            if template.histogram and (check.sequential is None or check.min is not None
-                                       or check.max is not None
-                                       or check.max_ratio_to_stable is not None):
-                errors.append((f"{where}.metric", "a histogram-bucket template can only be "
-                               "judged by a sequential check (no min, max or maxRatioToStable)"))
+            errors.extend(check_errors(settings, check, f"profiles.{pname}.checks[{i}]"))
     return errors
 
 

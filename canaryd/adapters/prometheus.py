@@ -87,9 +87,8 @@ class PrometheusClient:
         result: list[dict[str, Any]] = self._conn.custom_query(query, params=self._params(at))
         return result
 
-    async def query(self, query: str, *, at: datetime | None = None) -> list[Sample]:
-        """An instant vector as (labels, value) pairs, evaluated at `at` (default: whenever
-        Prometheus gets the request); QueryError when there is no answer."""
+    async def _call(self, sync: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """One API call in a worker thread, with its timeout and bounded, logged retries."""
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -107,21 +106,49 @@ class PrometheusClient:
                 reraise=True,
             ):
                 with attempt:
-                    raw = await asyncio.wait_for(
-                        asyncio.to_thread(self._query_sync, query, at), timeout=self.timeout + 1
-                    )
+                    raw = await asyncio.wait_for(asyncio.to_thread(sync),
+                                                 timeout=self.timeout + 1)
             failed = False
         except (requests.RequestException, PrometheusApiClientException, TimeoutError) as exc:
             raise QueryError(f"{type(exc).__name__}: {str(exc)[:300]}") from None
         finally:
             if self.observe is not None:
                 self.observe(time.monotonic() - started, failed)
+        return raw
+
+    async def query(self, query: str, *, at: datetime | None = None) -> list[Sample]:
+        """An instant vector as (labels, value) pairs, evaluated at `at` (default: whenever
+        Prometheus gets the request); QueryError when there is no answer."""
+        raw = await self._call(lambda: self._query_sync(query, at))
         out: list[Sample] = []
         for series in raw:
             try:
                 out.append((series.get("metric", {}), _value(series["value"][1])))
             except (KeyError, IndexError, ValueError, TypeError):
                 raise QueryError(f"unexpected sample shape: {str(series)[:200]}") from None
+        return out
+
+    async def query_range(
+        self, query: str, *, start: datetime, end: datetime, step: float
+    ) -> list[tuple[Mapping[str, str], list[tuple[float, float]]]]:
+        """A range query: per series, its (unix time, value) points at start + k * step up
+        to end, each what an instant query at that time would answer. `start` and `end` go
+        out as whole seconds (the library rounds them)."""
+
+        def sync() -> list[dict[str, Any]]:
+            result: list[dict[str, Any]] = self._conn.custom_query_range(
+                query, start_time=start, end_time=end, step=format_duration(step),
+                params={"timeout": format_duration(max(self.timeout - 0.5, 0.5))})
+            return result
+
+        raw = await self._call(sync)
+        out = []
+        for series in raw:
+            try:
+                points = [(float(t), _value(v)) for t, v in series["values"]]
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise QueryError(f"unexpected series shape: {str(series)[:200]}") from None
+            out.append((series.get("metric", {}), points))
         return out
 
     async def ready(self, timeout: float = 1.0) -> bool:  # noqa: ASYNC109

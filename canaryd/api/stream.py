@@ -105,7 +105,8 @@ def _transition(entry: dict[str, Any], seq: int) -> Event:
 
 def _check(check: dict[str, Any], index: int, seq: int) -> Event:
     keys = ("seq", "time", "metric", "value", "unit", "stableValue", "requests",
-            "errors", "stableErrors", "canaryShare", "threshold", "verdict", "reason", "query")
+            "errors", "stableErrors", "expectedErrors", "canaryShare", "threshold", "verdict",
+            "reason", "query", "dryRun", "decisive")
     data = {k: check.get(k) for k in keys}
     step = _count(check.get("stepIndex", check.get("step"))) or 0  # `step` in older status
     data["stepIndex"], data["stepNumber"] = step, step + 1

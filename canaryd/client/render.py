@@ -79,6 +79,8 @@ def check_line(c: Mapping[str, Any]) -> str:
     line = f"{c.get('metric')} {body} {MARKS.get(verdict, verdict)}"
     if verdict in ("Inconclusive", "NotApplicable") and c.get("reason"):
         line += f": {c['reason']}"
+    if c.get("dryRun"):
+        line = f"[dry-run] {line}"  # recorded, never decides: shown apart
     return line
 
 

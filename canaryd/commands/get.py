@@ -38,10 +38,16 @@ def describe(obj: dict[str, Any]) -> list[str]:
     ]
     checks = status.get("checks") or []
     if checks:
-        last = checks[-1].get("seq")
-        lines.append("checks:")
-        for c in (c for c in checks if c.get("seq") == last):
-            lines.append(f"  {render.check_line(c)}")
+        last = [c for c in checks if c.get("seq") == checks[-1].get("seq")]
+        deciding = [c for c in last if not c.get("dryRun")]
+        trying = [c for c in last if c.get("dryRun")]
+        if deciding:
+            lines.append("checks:")
+            lines.extend(f"  {render.check_line(c)}" for c in deciding)
+        if trying:
+            lines.append("dry-run checks (recorded, never decide):")
+            lines.extend(f"  {render.check_line(c).removeprefix('[dry-run] ')}"
+                         for c in trying)
     return lines
 
 

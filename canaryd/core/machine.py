@@ -316,6 +316,8 @@ def _record_run(
                 Phase.ROLLED_BACK,
             )
         return
+    if all(r.close for r in counted if r.verdict is Verdict.INCONCLUSIVE):
+        return  # too close to call: the step holds and looks again; nothing is counted
     b.update(consecutive_inconclusive=s.consecutive_inconclusive + 1)
     s = b.status
     if s.consecutive_inconclusive >= limits.consecutive_inconclusive:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from canaryd.config import Check, Limits, Settings
+from canaryd.config import Check, Limits, Settings, check_errors
 from canaryd.core.model import BlueGreen, RolloutSpec, Step
 
 
@@ -102,6 +102,10 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
                 problems.append(f"{where}.maxRatioToStable: may only tighten {limit:g}")
             updates["max_ratio_to_stable"] = override.max_ratio_to_stable
         checks.append(check.model_copy(update=updates))
+    for i, extra in enumerate(ref.checks):  # dry-run only (the model makes sure)
+        found = check_errors(settings, extra, f"spec.analysis.checks[{i}]")
+        problems.extend(f"{path}: {message}" for path, message in found)
+        checks.append(extra)
     if problems:
         raise PlanError(*problems)
     return EffectiveAnalysis(

@@ -133,16 +133,23 @@ def judge(
     value = m.value
     shown = units.quantity(value, unit)
     violated = None
-    miss = stable_miss = 0.0  # how far the canary, and stable, are past the threshold
+    miss = stable_miss = noise = 0.0  # how far the canary, and stable, are past the threshold
     stable = m.stable_value if _finite(m.stable_value) else None
     if check.min is not None and value < check.min:
         violated = f"{shown} is below the minimum {units.limit(check.min, unit)}"
         miss, stable_miss = check.min - value, check.min - (stable if stable is not None
                                                              else check.min)
+        noise = _sampling_error(m, check.min, lower=True)
     elif check.max is not None and value > check.max:
         violated = f"{shown} is above the maximum {units.limit(check.max, unit)}"
         miss, stable_miss = value - check.max, (stable if stable is not None
                                                 else check.max) - check.max
+        noise = _sampling_error(m, check.max, lower=False)
+    if violated is not None and miss <= noise:
+        return result(Verdict.INCONCLUSIVE,
+                      f"{violated}, by less than its sampling error at "
+                      f"{m.requests:.0f} requests (±{noise:.2g} points): too close to call",
+                      close=True)
     if violated is not None:
         # Stable misses it too, by at least half as much: a shared incident, which says
         # nothing about the canary. The comparison checks judge the canary meanwhile.
@@ -167,6 +174,19 @@ def judge(
         return result(Verdict.FAIL, f"{shown} is more than {ratio:g} x stable "
                       f"({units.quantity(m.stable_value, unit)})")
     return result(Verdict.PASS, within)
+
+
+def _sampling_error(m: Measurement, bound: float, lower: bool) -> float:
+    """For a percentage of requests (unit %, with a request count): one standard error of
+    that percentage at the threshold, in points. A fixed threshold is missed only by more
+    than that: at 120 requests a single error moves a success rate by 0.8 points, and a
+    healthy canary at 0.2% errors would dip below 99% in several intervals out of a hundred.
+    Otherwise (other units, no count) 0."""
+    n = m.requests
+    if m.unit != "%" or n is None or n <= 0 or not 0 <= bound <= 100:
+        return 0.0
+    p = 1 - bound / 100 if lower else bound / 100  # the share of requests the bound allows
+    return 100 * math.sqrt(p * (1 - p) / n)
 
 
 def _slow_counts(

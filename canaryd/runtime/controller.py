@@ -472,7 +472,8 @@ class Controller:
             self._record_check(ref, result, w)
             bound.info("check", metric=result.metric, value=result.value,
                        threshold=result.threshold, verdict=result.verdict.value,
-                       reason=result.reason, query=result.query)
+                       reason=result.reason, query=result.query,
+                       dry_run=bool(result.dry_run))
         for t in decision.transitions:
             self._record_transition(w, ref, t, decision.status)
         problem = conditions.degraded(decision.status.conditions)
@@ -509,16 +510,18 @@ class Controller:
 
     def _record_check(self, ref: ObjectRef, result: Any, w: _Work) -> None:
         m = self.metrics
-        m.check_outcomes.labels(result.metric, result.verdict.value).inc()
+        dry = "true" if result.dry_run else "false"
+        m.check_outcomes.labels(result.metric, result.verdict.value, dry).inc()
         if result.value is not None:
-            m.of_rollout(m.check_value, ref.namespace, ref.name, result.metric).set(result.value)
+            m.of_rollout(m.check_value, ref.namespace, ref.name, result.metric,
+                         dry).set(result.value)
         for check in w.ctx.analysis.checks if w.ctx.analysis else ():
-            if check.metric != result.metric:
+            if check.metric != result.metric or check.dry_run != bool(result.dry_run):
                 continue
             for bound, value in (("min", check.min), ("max", check.max)):
                 if value is not None:
                     m.of_rollout(m.check_threshold, ref.namespace, ref.name, check.metric,
-                                 bound).set(value)
+                                 bound, dry).set(value)
 
     def _record_transition(
         self, w: _Work, ref: ObjectRef, t: machine.Transition, status: RolloutStatus

@@ -32,16 +32,18 @@ class DaemonMetrics:
             "canaryd_rollout_canary_weight", "Canary weight per rollout (percent)",
             ["namespace", "rollout"], registry=r,
         )
+        # dry_run="true": a check that is recorded and exported but never decides anything.
         self.check_value = Gauge(
             "canaryd_check_value", "Last measured value of a check",
-            ["namespace", "rollout", "metric"], registry=r,
+            ["namespace", "rollout", "metric", "dry_run"], registry=r,
         )
         self.check_threshold = Gauge(
             "canaryd_check_threshold", "Threshold of a check",
-            ["namespace", "rollout", "metric", "bound"], registry=r,
+            ["namespace", "rollout", "metric", "bound", "dry_run"], registry=r,
         )
         self.check_outcomes = Counter(
-            "canaryd_check_outcomes", "Check verdicts", ["metric", "verdict"], registry=r
+            "canaryd_check_outcomes", "Check verdicts", ["metric", "verdict", "dry_run"],
+            registry=r,
         )
         self.transitions = Counter(
             "canaryd_transitions", "Phase transitions", ["source", "target", "trigger"],

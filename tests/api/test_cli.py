@@ -192,8 +192,8 @@ async def test_get_prints_each_check_once_with_units_and_e_values(
                             unit="ms"), min_requests=20, now=now, step=1)
     errors = judge(Check.model_validate({"metric": "istio-error-count",
                                          "sequential": {"alpha": 0.01}}),
-                   Measurement("istio-error-count", "q", value=2, stable_value=1, requests=500,
-                               canary_share=0.3, prior=(3, 0)),
+                   Measurement("istio-error-count", "q", value=2, stable_value=4, requests=150,
+                               stable_requests=350, canary_share=0.3),
                    min_requests=20, now=now, step=1)
     writer = StatusWriter(kube, "demo", "podinfo-v2")
     writer.status.update(checks=[r.model_copy(update={"seq": 1}).wire() for r in (p99, errors)],
@@ -210,6 +210,6 @@ async def test_get_prints_each_check_once_with_units_and_e_values(
     assert "  istio-latency-p99 94 ms <= 200 ms ok" in out.splitlines()
     e = errors.value
     assert e is not None
-    assert f"  istio-error-count e={e:.3g} (5 of 6 errors on 30% of traffic) < 100 ok" in (
-        out.splitlines())
+    assert (f"  istio-error-count e={e:.3g} (2 errors where its traffic share explains 1.8) "
+            "< 100 ok") in out.splitlines()
 

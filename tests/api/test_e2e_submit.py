@@ -93,8 +93,11 @@ async def test_a_healthy_canary_is_promoted_and_submit_exits_0(
     code, out, err = await submit_wait(serve, rollout_file(tmp_path))
     print(out)
     assert code == 0, out + err
-    assert re.search(r"\[step 1\] istio-success-rate [0-9.]+% >= 99% ok$", out, re.MULTILINE)
-    assert re.search(r"\[step 2\] istio-latency-p99 [0-9]+ ms <= 200 ms ok$", out, re.MULTILINE)
+    # stable rides along in the same grouped query and is shown beside the canary
+    assert re.search(r"\[step 1\] istio-success-rate [0-9.]+% \(stable [0-9.]+%\) >= 99% ok$",
+                     out, re.MULTILINE)
+    assert re.search(r"\[step 2\] istio-latency-p99 [0-9]+ ms \(stable [0-9]+ ms\) <= 200 ms ok$",
+                     out, re.MULTILINE)
     assert "[canary 20% / stable 80%]" in out and "[canary 50% / stable 50%]" in out
     assert out.strip().splitlines()[-1].split(" ", 1)[1].startswith("verdict: Succeeded")
 
@@ -113,7 +116,8 @@ async def test_a_faulty_canary_is_rolled_back_and_submit_exits_1(
     code, out, err = await submit_wait(serve, rollout_file(tmp_path))
     print(out)
     assert code == 1, out + err
-    assert re.search(r"\] istio-success-rate [0-9.]+% >= 99% FAIL$", out, re.MULTILINE)
+    assert re.search(r"\] istio-success-rate [0-9.]+% \(stable [0-9.]+%\) >= 99% FAIL$", out,
+                     re.MULTILINE)
     assert "verdict: RolledBack" in out.strip().splitlines()[-1]
 
 

@@ -90,3 +90,20 @@ def test_old_status_without_units_still_reads() -> None:
                "threshold": "e-value < 100 (errors vs traffic share)", "verdict": "Pass"}
     assert check_line(old_seq) == ("istio-error-count e=3.2 (2 of 3 errors) < 100 (errors vs "
                                    "traffic share) ok")
+
+
+def test_dry_run_checks_are_shown_apart() -> None:
+    from canaryd.commands.get import describe
+
+    deciding = stored({"metric": "istio-success-rate", "min": 99},
+                      Measurement("istio-success-rate", "q", value=99.9, requests=500, unit="%"))
+    trying = stored({"metric": "istio-latency-p99", "max": 50, "dryRun": True},
+                    Measurement("istio-latency-p99", "q", value=94.0, requests=500, unit="ms"))
+    assert check_line(trying) == "[dry-run] istio-latency-p99 94 ms <= 50 ms FAIL"
+    obj = {"metadata": {"namespace": "demo", "name": "r"}, "spec": {},
+           "status": {"checks": [dict(deciding, seq=3), dict(trying, seq=3)]}}
+    lines = describe(obj)
+    at = lines.index("dry-run checks (recorded, never decide):")
+    assert lines[at - 2:] == ["checks:", "  istio-success-rate 99.9% >= 99% ok",
+                              "dry-run checks (recorded, never decide):",
+                              "  istio-latency-p99 94 ms <= 50 ms FAIL"]

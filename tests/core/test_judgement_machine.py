@@ -150,3 +150,82 @@ def test_decisions_use_the_time_of_their_observations() -> None:
     assert d.status.last_analysis_at == d.status.checks[-1].time == d.now - timedelta(seconds=2.5)
     assert not machine.analysis_due(d.ctx, d.status, d.now + timedelta(seconds=7.4))
     assert d.status.step_index == 1
+
+
+def test_a_failing_dry_run_check_is_recorded_and_never_decides() -> None:
+    raw = {"profiles": {"p": {
+        "interval": "10s", "minInterval": "1s", "minRequests": 10,
+        "checks": [{"metric": "istio-success-rate", "min": 99},
+                   {"metric": "istio-latency-p99", "max": 1, "dryRun": True},
+                   {"metric": "istio-error-count", "dryRun": True,
+                    "sequential": {"alpha": 0.01}}],
+        "limits": {"failures": 1, "consecutiveFailures": 1, "consecutiveInconclusive": 1},
+    }}}
+    settings = parse_settings(raw)
+    s = spec({"steps": [{"weight": 50}, {"weight": 80}]})
+    ctx = machine.Context(steps=steps(s), analysis=resolve_analysis(settings, s),
+                          ready_timeout=60)
+    assert ctx.analysis is not None
+    status = machine.decide(ctx, RolloutStatus(), machine.Observations(
+        canary=READY, weights=Weights(stable=100, canary=0)), T0).status
+    now = T0
+    for step in range(2):
+        now += timedelta(seconds=10)
+        share = status.weights.canary / 100 if status.weights else 0
+        results = tuple(judge(c, Measurement(
+            c.metric, "q", value={"istio-success-rate": 99.9, "istio-latency-p99": 90.0}.get(
+                c.metric, 40.0), stable_value=1.0, requests=5000 * share,
+            stable_requests=5000 * (1 - share), canary_share=share,
+            evidence=tuple(status.evidence)), min_requests=10, now=now, step=step)
+            for c in ctx.analysis.checks)
+        assert [r.verdict.value for r in results] == ["Pass", "Fail", "Fail"]
+        status = machine.decide(ctx, status, machine.Observations(
+            analysis=results, weights=status.weights), now).status
+    assert status.phase is Phase.PROMOTING, status.reason
+    assert status.failures == 0 and status.consecutive_failures == 0
+    dry = [c for c in status.checks if c.dry_run]
+    assert len(dry) == 4 and all(c.verdict.value == "Fail" for c in dry)
+    assert {e.key for e in status.evidence} == {"istio-error-count"}
+
+
+def test_a_rollout_may_add_dry_run_checks_only_and_they_are_validated() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from canaryd.core.plan import PlanError
+
+    def with_checks(checks: list[dict[str, object]]) -> RolloutSpec:
+        raw = spec({"steps": [{"weight": 50}]}).model_dump(by_alias=True, exclude_none=True)
+        raw["analysis"]["checks"] = checks
+        return RolloutSpec.model_validate(raw)
+
+    with pytest.raises(ValidationError, match=r"may only add dry-run checks"):
+        with_checks([{"metric": "istio-latency-p99", "max": 100}])
+    with pytest.raises(PlanError, match=r"spec.analysis.checks\[0\].metric: unknown metric"):
+        resolve_analysis(SETTINGS, with_checks([{"metric": "nope", "max": 1, "dryRun": True}]))
+    added = resolve_analysis(SETTINGS, with_checks(
+        [{"metric": "istio-latency-p99", "max": 100, "dryRun": True}]))
+    assert [c.metric for c in added.checks][-1] == "istio-latency-p99"
+    assert added.checks[-1].dry_run
+
+
+def test_a_value_too_close_to_call_holds_the_step_without_counting() -> None:
+    d = Driver({"steps": [{"weight": 50}, {"weight": 80}]})
+    d.tick(canary=READY)
+    floor = next(c for c in d.ctx.analysis.checks if c.sequential is None)  # type: ignore[union-attr]
+
+    def rate(value: float, requests: float) -> CheckResult:
+        return judge(floor, Measurement("istio-success-rate", "q", value=value,
+                                        requests=requests, unit="%", canary_share=0.5),
+                     min_requests=10, now=d.now, step=0)
+
+    for _ in range(4):  # 98.4% of 120 requests: within 0.91 points of 99%
+        d.now += timedelta(seconds=10)
+        result = rate(100 - 2 / 120 * 100, 120)
+        assert result.close and result.verdict.value == "Inconclusive"
+        d.tick(analysis=(result,), analysis_time=d.now)
+    assert d.status.phase is Phase.PROGRESSING and d.status.step_index == 0
+    assert d.status.consecutive_inconclusive == 0 and d.status.passed_runs_in_step == 0
+    d.now += timedelta(seconds=10)
+    d.tick(analysis=(rate(99.9, 5000),), analysis_time=d.now)
+    assert d.status.step_index == 1

@@ -191,3 +191,18 @@ def test_a_fixed_threshold_stable_violates_too_is_left_to_the_comparison_checks(
     assert run(95, 99.9, compared=True) is Verdict.FAIL  # the canary alone
     assert run(98, 98.9, compared=True) is Verdict.FAIL  # stable barely misses it: 10x less
     assert run(95, 95.5, compared=False) is Verdict.FAIL  # nothing else would judge it
+
+
+def test_a_percentage_of_few_requests_misses_its_threshold_only_beyond_sampling_error() -> None:
+    floor = Check.model_validate({"metric": "istio-success-rate", "min": 99})
+
+    def run(value: float, requests: float) -> Verdict:
+        m = Measurement("istio-success-rate", "q", value=value, requests=requests, unit="%")
+        return judge_check(floor, m, min_requests=20, now=NOW, step=0).verdict
+
+    assert run(100 - 2 / 120 * 100, 120) is Verdict.INCONCLUSIVE  # 2 errors: +-0.91 points
+    assert run(100 - 3 / 120 * 100, 120) is Verdict.FAIL
+    assert run(98.8, 6000) is Verdict.FAIL  # +-0.13 points at 6000 requests
+    p99 = Check.model_validate({"metric": "istio-latency-p99", "max": 200})
+    m = Measurement("istio-latency-p99", "q", value=201, requests=120, unit="ms")
+    assert judge_check(p99, m, min_requests=20, now=NOW, step=0).verdict is Verdict.FAIL

@@ -22,10 +22,11 @@ async def test_default_profile_rolls_back_a_canary_3x_as_error_prone(env: Env) -
     """Stable 0.2% errors, canary 0.7%: a 99% success-rate threshold passes it (99.3%); the
     sequential check, with its evidence carried from step to step, does not."""
     kube = env.kube
-    await kube.annotate_service("podinfo", **{"sandbox.canaryd.io/rps": "1000"})
+    # The mesh's cost does not grow with the request rate: plenty of traffic, a quick verdict.
+    await kube.annotate_service("podinfo", **{"sandbox.canaryd.io/rps": "2000"})
     await kube.annotate_deployment("podinfo-stable", **{"sandbox.canaryd.io/error-ratio": "0.002"})
     await kube.annotate_deployment("podinfo-canary", **{"sandbox.canaryd.io/error-ratio": "0.007"})
-    plan = {"steps": [{"weight": 20}, {"weight": 50}, {"weight": 100}]}
+    plan = {"steps": [{"weight": 20}, {"weight": 50, "pause": "10s"}, {"weight": 100}]}
     await kube.create_rollout(rollout_manifest(plan=plan, analysis=DEFAULT_FAST))
     status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=120)
     assert status["phase"] == "RolledBack", status["reason"]
@@ -76,14 +77,14 @@ async def test_healthy_canary_passes_a_100_percent_step_and_a_stall_shortens_no_
     assert status["phase"] == "Succeeded", status["reason"]
     assert [h["trigger"] for h in status["history"]] == [
         "CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed"]
-    at_100 = [c for c in status["checks"] if c["step"] == 1]
+    at_100 = [c for c in status["checks"] if c["stepIndex"] == 1]
     verdicts = {c["metric"]: c["verdict"] for c in at_100}
     assert verdicts["istio-error-count"] == "NotApplicable"
     assert verdicts["istio-success-rate"] == "Pass"
     # The stalled round: its checks are stamped when their queries were evaluated, the step
     # change when it was decided, 2 s or more later.
     step_passed = next(h for h in status["history"] if h["trigger"] == "StepPassed")
-    stalled = max(_at(c["time"]) for c in status["checks"] if c["step"] == 0)
+    stalled = max(_at(c["time"]) for c in status["checks"] if c["stepIndex"] == 0)
     lag = (_at(step_passed["time"]) - stalled).total_seconds()
     assert lag >= 1.8, f"the stall hit the round that ended the step (lag {lag:.2f}s)"
     assert abs(_at(status["history"][1]["time"]).timestamp() - seen) < 0.5

@@ -43,11 +43,14 @@ async def test_transitions_are_recorded_as_events_and_metrics(env: Env) -> None:
         text = await resp.text()
     assert 'canaryd_rollouts{phase="Succeeded"} 1.0' in text
     assert (
-        'canaryd_check_value{metric="istio-success-rate",namespace="demo",rollout="podinfo-v2"}'
+        'canaryd_check_value{dry_run="false",metric="istio-success-rate",namespace="demo",'
+        'rollout="podinfo-v2"}'
         in text
     )
-    assert 'canaryd_check_outcomes_total{metric="istio-success-rate",verdict="Pass"}' in text
+    assert ('canaryd_check_outcomes_total{dry_run="false",metric="istio-success-rate",'
+            'verdict="Pass"}') in text
     assert "canaryd_prometheus_queries_total" in text
     assert "canaryd_prometheus_query_seconds_count" in text
     assert 'canaryd_kube_request_seconds_count{operation="write"}' in text
-    assert 'canaryd_check_threshold{bound="min",metric="istio-success-rate"' in text
+    assert 'canaryd_check_threshold{bound="min",dry_run="false",metric="istio-success-rate"' in (
+        text)
