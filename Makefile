@@ -62,6 +62,7 @@ bench: setup
 	$(BIN)/python bench/rollouts_bench.py --rollouts 300 --seconds 60
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/failover_bench.py --runs 10
+	$(BIN)/python bench/judgement.py --runs 2000
 
 # Regenerate the Rollout CRD from the models (a test fails when it is stale).
 crds: $(BIN)/canaryd

@@ -438,6 +438,43 @@ def _time(values: list[int], q: float) -> str:
     return f"{values[min(len(values) - 1, math.ceil(q * len(values)) - 1)]}"
 
 
+def _median_all(row: Row) -> float:
+    """Median detection time over all runs, a run never caught counting as never."""
+    times = sorted(o.intervals if o.result == "rolled back" else math.inf for o in row.outcomes)
+    return times[(len(times) - 1) // 2]
+
+
+def _goal(rows: list[Row]) -> None:
+    """The issue's goal, measured: 0 false rollbacks on the healthy-type scenarios, every
+    regression caught, median detection time at most half of Flagger's on the same traces."""
+    quiet = ("healthy", "idle", "low-traffic", "shared-incident")
+    mine = sorted({r.policy.name for r in rows if r.policy.name.startswith("canaryd")})
+    print("goal:")
+    for name in mine:
+        own = {r.scenario.name: r for r in rows if r.policy.name == name}
+        false = {n: sum(o.result == "rolled back" for o in r.outcomes)
+                 for n, r in own.items() if n in quiet}
+        missed = {n: sum(o.result != "rolled back" for o in r.outcomes)
+                  for n, r in own.items() if r.scenario.regression}
+        print(f"  {name}: false rollbacks {sum(false.values())} "
+              f"({', '.join(f'{n} {v}' for n, v in false.items())}); regressions missed "
+              f"{sum(missed.values())} ({', '.join(f'{n} {v}' for n, v in missed.items())})")
+        for peer in ("flagger-t1", "flagger-t5"):
+            parts = []
+            for n, r in own.items():
+                if not r.scenario.regression:
+                    continue
+                other = next((x for x in rows if x.policy.name == peer
+                              and x.scenario.name == n), None)
+                if other is None:
+                    continue
+                a, b = _median_all(r), _median_all(other)
+                ok = a <= b / 2
+                parts.append(f"{n} {a:g} vs {b:g}{'' if ok else ' (not half)'}")
+            if parts:
+                print(f"    median detection (a miss = never) vs {peer}: {'; '.join(parts)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2000)
@@ -475,6 +512,7 @@ def main() -> None:
               f"{_pct(row.share('promoted')):>9} {_pct(row.share('paused')):>7} "
               f"{_time(times, 0.5):>8} {_time(times, 0.9):>6} "
               f"{statistics.fmean(lengths):8.1f}")
+    _goal(rows)
     if args.reasons:
         for row in rows:
             why = collections.Counter(

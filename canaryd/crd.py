@@ -55,9 +55,12 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = " ".join(str(value).split())  # docstrings: one paragraph
         elif key == "const":
             out["enum"] = [value]
-        elif key == "exclusiveMinimum":
+        elif key == "exclusiveMinimum":  # OpenAPI 3.0 (Kubernetes): a bound and a flag
             out["minimum"] = value
             out["exclusiveMinimum"] = True
+        elif key == "exclusiveMaximum":
+            out["maximum"] = value
+            out["exclusiveMaximum"] = True
         elif key == "properties":
             out[key] = {k: _structural(v, defs) for k, v in value.items()}
         elif key == "additionalProperties" and value is False:

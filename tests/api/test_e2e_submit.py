@@ -146,8 +146,9 @@ async def test_a_tightened_threshold_submitted_through_the_api_is_the_one_in_for
     path = rollout_file(tmp_path, thresholds={"istio-success-rate": {"min": 99.5}})
     code, out, err = await submit_wait(serve, path)
     assert code == 0, out + err
-    assert re.search(r"istio-success-rate [0-9.]+% >= 99.5% ok$", out, re.MULTILINE), out
-    assert not re.search(r"istio-success-rate [0-9.]+% >= 99% ", out), out
+    assert re.search(r"istio-success-rate [0-9.]+% (\(stable [0-9.]+%\) )?>= 99.5% ok$", out,
+                     re.MULTILINE), out
+    assert not re.search(r"istio-success-rate [0-9.]+% (\(stable [0-9.]+%\) )?>= 99% ", out), out
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
     try:
         stored = await client.CustomObjectsApi(api).get_namespaced_custom_object(
