@@ -58,9 +58,7 @@ def check_line(c: Mapping[str, Any]) -> str:
         stable = _float(c.get("stableErrors")) or 0.0
         share = _float(c.get("canaryShare"))
         expected = _float(c.get("expectedErrors"))
-        evidence = c.get("evidence") or []
-        what = "slow requests" if any("@" in str(e.get("key", "")) for e in evidence
-                                      if isinstance(e, Mapping)) else "errors"
+        what = "slow requests" if unit == "ms" else "errors"  # latency histograms
         seen = ""
         if canary is not None and expected is not None:
             # evidence over the whole rollout, at whatever shares the steps had

@@ -209,7 +209,8 @@ def as_json(replays: list[replay.Replay], live: dict[str, Any] | None) -> dict[s
             "decidedAt": r.decided_at.isoformat() if r.decided_at else None,
             "intervals": [{"time": run.time.isoformat(), "stepIndex": run.step,
                            "weight": run.weight, "verdict": run.verdict.value,
-                           "checks": [c.wire() for c in run.results],
+                           "checks": [c.model_copy(update={"evidence": None}).wire()
+                                      for c in run.results],
                            "transitions": [{"source": tr.source.value,
                                             "phase": tr.target.value,
                                             "trigger": tr.trigger.value,

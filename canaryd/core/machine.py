@@ -279,7 +279,8 @@ def _record_run(
     counted = verdicts.considered(results)
     s = b.status
     seq = s.sequence + 1
-    numbered = [r.model_copy(update={"seq": seq}) for r in results]
+    # The evidence goes to status.evidence (merged below); the stored results keep the totals.
+    numbered = [r.model_copy(update={"seq": seq, "evidence": None}) for r in results]
     checks = [*s.checks, *numbered][-ctx.checks_kept :]
     b.update(checks=checks, last_analysis_at=at or b.now, sequence=seq,
              evidence=_merge_evidence(s.evidence, results),

@@ -293,7 +293,8 @@ class Sequential(Model):
         description="steps that may wait (maxPause) wait until a canary this many times worse "
         "than stable is ruled out",
     )
-    quantiles: Annotated[list[Annotated[float, Field(gt=0, lt=1)]], Field(min_length=1)] = Field(
+    quantiles: Annotated[list[Annotated[float, Field(gt=0, lt=1)]],
+                         Field(min_length=1, max_length=5)] = Field(
         default_factory=lambda: [0.5, 0.9, 0.99],
         description="latency histograms: judge the requests slower than these quantiles of "
         "both versions' pooled latency",
@@ -667,7 +668,7 @@ class RolloutStatus(Model):
     last_analysis_at: datetime | None = None
     passed_runs_in_step: Count = 0
     evidence: list[Evidence] = Field(
-        default_factory=list, max_length=64,
+        default_factory=list, max_length=256,
         description="sequential checks' evidence over the whole rollout, one per test")
     settled: bool | None = Field(
         default=None, description="the last run's sequential checks all had enough evidence"

@@ -91,6 +91,7 @@ def test_evidence_is_kept_across_steps_and_decides_at_once() -> None:
     d.analyse(4, 8)  # 20%: 4 of 12
     assert d.status.step_index == 2
     [evidence] = d.status.evidence
+    assert all(c.evidence is None for c in d.status.checks), "kept once, in status.evidence"
     assert (evidence.key, evidence.canary, evidence.stable) == ("istio-error-count", 6, 16)
     assert evidence.expected == 10 * 0.1 + 12 * 0.2
     d.analyse(16, 1)  # 50%: 16 of 17; with the evidence before it, decisive at once
