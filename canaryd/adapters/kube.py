@@ -1,23 +1,24 @@
 """Kubernetes access: client construction, the Rollout store, Deployments, Events.
 
-Every call carries a timeout and goes through `retry.kube_call`. Status writes carry the
-resourceVersion the decision was made from, so a stale writer (a paused old leader, a
-second process) is fenced by the API server's 409.
+Every call carries a timeout and goes through `retry.kube_call`, which raises failures
+classified (`canaryd.adapters.errors`). Status writes carry the resourceVersion the decision
+was made from, so a stale writer (a paused old leader, a second process) is fenced by the
+API server's 409: `Conflict`.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from kubernetes_asyncio import client, config, watch
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from canaryd.adapters.errors import NotFound, from_status
 from canaryd.adapters.retry import kube_call, kube_json
 from canaryd.core import model
 from canaryd.core.machine import WorkloadState
@@ -37,10 +38,6 @@ async def make_api_client(kubeconfig: str | None = None) -> client.ApiClient:
             config_file=kubeconfig, client_configuration=configuration
         )
     return client.ApiClient(configuration=configuration)
-
-
-class Conflict(Exception):
-    """The object changed since it was read: the write was fenced."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,8 @@ class RolloutStore:
                 _request_timeout=90,
             ) as stream:
                 async for event in stream:
+                    if event["type"] == "ERROR":  # e.g. 410 Expired: the caller re-lists
+                        raise from_status(event["raw_object"], "watch rollouts")
                     yield event["type"], event["raw_object"]
         finally:
             w.stop()
@@ -97,28 +96,16 @@ class RolloutStore:
     async def write_status(
         self, ref: ObjectRef, status: dict[str, Any], resource_version: str
     ) -> dict[str, Any]:
-        """Replace .status, only if the object is still at `resource_version`."""
+        """Replace .status, only if the object is still at `resource_version` (else
+        Conflict)."""
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-        return await self._fenced(
+        result: dict[str, Any] = await kube_call(
             f"write status {ref}",
             lambda: self.custom.patch_namespaced_custom_object_status(
                 model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
                 _content_type=MERGE, _request_timeout=TIMEOUT,
             ),
-            ref,
         )
-
-    @staticmethod
-    async def _fenced(
-        what: str, call: Callable[[], Awaitable[dict[str, Any]]], ref: ObjectRef
-    ) -> dict[str, Any]:
-        """A write carrying a resourceVersion precondition: 409 becomes Conflict."""
-        try:
-            result: dict[str, Any] = await kube_call(what, call)
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(str(ref)) from None
-            raise
         return result
 
     async def clear_action(self, ref: ObjectRef, resource_version: str) -> dict[str, Any]:
@@ -128,14 +115,14 @@ class RolloutStore:
                 "annotations": {model.ACTION_ANNOTATION: None},
             }
         }
-        return await self._fenced(
+        result: dict[str, Any] = await kube_call(
             f"clear action {ref}",
             lambda: self.custom.patch_namespaced_custom_object(
                 model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body,
                 _content_type=MERGE, _request_timeout=TIMEOUT,
             ),
-            ref,
         )
+        return result
 
     async def emit_event(
         self, rollout: dict[str, Any], *, reason: str, message: str, warning: bool = False,
@@ -185,10 +172,8 @@ class Workloads:
                     ref.name, ref.namespace, _request_timeout=TIMEOUT, _preload_content=False
                 ),
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return WorkloadState(exists=False, available=False, detail=f"{ref} not found")
-            raise
+        except NotFound:
+            return WorkloadState(exists=False, available=False, detail=f"{ref} not found")
         generation = body["metadata"].get("generation", 0)
         status = body.get("status") or {}
         observed = status.get("observedGeneration", 0)
@@ -209,10 +194,8 @@ class Workloads:
                     ref.name, ref.namespace, _request_timeout=TIMEOUT, _preload_content=False
                 ),
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return True  # nothing left to scale down
-            raise
+        except NotFound:
+            return True  # nothing left to scale down
         return int((body.get("spec") or {}).get("replicas", 1)) == 0
 
     async def scale_to_zero(self, ref: ObjectRef) -> None:

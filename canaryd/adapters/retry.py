@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import aiohttp
 import structlog
 from kubernetes_asyncio.client.exceptions import ApiException
 from tenacity import (
@@ -20,6 +18,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from canaryd.adapters.errors import NETWORK_ERRORS, Unavailable, classify
+
 T = TypeVar("T")
 
 # Observer for Kubernetes call latency and errors: (operation, seconds, failed). Set by the
@@ -29,13 +29,13 @@ kube_observer: contextvars.ContextVar[KubeObserver | None] = contextvars.Context
     "kube_observer", default=None
 )
 log = structlog.get_logger("canaryd.retry")
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def kube_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, ApiException):
-        return exc.status in RETRYABLE_STATUS or exc.status == 0
-    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError)
+    """Unavailable (429, 5xx, no answer at all) is worth another try; any other answer of
+    the API server is final (canaryd.adapters.errors)."""
+    return isinstance(exc, (ApiException, *NETWORK_ERRORS)) and isinstance(
+        classify(exc, ""), Unavailable)
 
 
 def _retry_after(exc: BaseException | None) -> float:
@@ -50,10 +50,9 @@ def _retry_after(exc: BaseException | None) -> float:
 def _log_retry(what: str) -> Callable[[RetryCallState], None]:
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning(
-            "retrying", call=what, attempt=state.attempt_number,
-            error=f"{type(exc).__name__}: {getattr(exc, 'status', '')} {exc}"[:300],
-        )
+        shown = classify(exc, what) if isinstance(exc, (ApiException, *NETWORK_ERRORS)) else exc
+        log.warning("retrying", call=what, attempt=state.attempt_number,
+                    error=f"{type(shown).__name__}: {shown}"[:300])
 
     return before_sleep
 
@@ -68,6 +67,8 @@ async def kube_call(
     """Run a Kubernetes API call with bounded exponential backoff on transient errors.
 
     409 Conflict, 404 and 422 are answers, not transient failures: they surface at once.
+    Whatever fails is raised classified (`canaryd.adapters.errors`: NotFound, Conflict,
+    Invalid, Forbidden, Unavailable).
     """
     wait = wait_exponential_jitter(multiplier=0.1, max=2.0)
 
@@ -91,6 +92,8 @@ async def kube_call(
                 result = await fn()
                 failed = False
                 return result
+    except (ApiException, *NETWORK_ERRORS) as exc:
+        raise classify(exc, what) from exc
     finally:
         if observer is not None:
             observer(what.split(" ", 1)[0], time.monotonic() - started, failed)
@@ -108,7 +111,9 @@ async def kube_json(
         response = await fn()
         if response.status >= 400:
             body = await response.text()
-            raise ApiException(status=response.status, reason=response.reason or body[:200])
+            exc = ApiException(status=response.status, reason=response.reason or body[:200])
+            exc.body = body  # the Status: classified like any other answer
+            raise exc
         result: dict[str, Any] = await response.json()
         return result
 

@@ -7,13 +7,11 @@ Kubernetes' answers become HTTP problems here: its validation errors are the cal
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import aiohttp
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from canaryd.adapters.errors import Conflict, Forbidden, Invalid, KubeError, NotFound
 from canaryd.adapters.retry import kube_call
 from canaryd.api import problems
 from canaryd.api.problems import FieldError, Problem
@@ -27,30 +25,18 @@ class AlreadyExists(Exception):
     pass
 
 
-NETWORK_ERRORS = (OSError, TimeoutError, aiohttp.ClientError)
-
-
-def _status_body(exc: ApiException) -> dict[str, Any]:
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _problem(exc: ApiException, what: str) -> Problem:
-    body = _status_body(exc)
-    message = str(body.get("message") or exc.reason or "")[:500]
-    if exc.status == 422 or exc.status == 400:
-        causes = (body.get("details") or {}).get("causes") or []
-        errors = [
-            FieldError(detail=str(c.get("message", ""))[:300],
-                       pointer=problems.from_dotted(str(c.get("field", ""))))
-            for c in causes if isinstance(c, dict)
-        ] or [FieldError(detail=message, pointer="")]
+def _problem(exc: KubeError, what: str) -> Problem:
+    """Kubernetes' answer as this API's: its refusal of the rollout is the caller's (422),
+    its refusing canaryd (401/403) and its outages are ours (502 / 503)."""
+    message = (exc.message or exc.reason or "")[:500]
+    if isinstance(exc, Invalid):
+        errors = [FieldError(detail=c.message, pointer=problems.from_dotted(c.field))
+                  for c in exc.causes] or [FieldError(detail=message, pointer="")]
         return problems.invalid(errors, f"Kubernetes rejected the rollout: {message}")
-    if exc.status in (401, 403):
+    if isinstance(exc, Forbidden):
         return Problem(502, "Bad gateway", f"Kubernetes refused to {what}: {message}")
+    if not exc.status:
+        return problems.unavailable(f"Kubernetes API unreachable: {exc.reason}")
     return problems.unavailable(f"Kubernetes API unavailable ({exc.status}) to {what}")
 
 
@@ -72,17 +58,14 @@ class RolloutWriter:
                 ),
                 attempts=3, max_seconds=15,
             )
-        except ApiException as exc:
-            if exc.status == 409:
-                raise AlreadyExists(body["metadata"].get("name")) from None
-            if exc.status == 404:
-                raise problems.invalid([FieldError(
-                    detail=f"namespace {ns!r} does not exist", pointer="/metadata/namespace"
-                )]) from None
+        except Conflict:
+            raise AlreadyExists(body["metadata"].get("name")) from None
+        except NotFound:
+            raise problems.invalid([FieldError(
+                detail=f"namespace {ns!r} does not exist", pointer="/metadata/namespace"
+            )]) from None
+        except KubeError as exc:
             raise _problem(exc, "create the rollout") from None
-        except NETWORK_ERRORS as exc:
-            raise problems.unavailable(f"Kubernetes API unreachable: {type(exc).__name__}") \
-                from None
         return created
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -95,13 +78,10 @@ class RolloutWriter:
                 ),
                 attempts=2, max_seconds=10,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
+        except NotFound:
+            return None
+        except KubeError as exc:
             raise _problem(exc, "read the rollout") from None
-        except NETWORK_ERRORS as exc:
-            raise problems.unavailable(f"Kubernetes API unreachable: {type(exc).__name__}") \
-                from None
         return obj
 
     async def set_action(self, namespace: str, name: str, action: str) -> dict[str, Any]:
@@ -115,11 +95,8 @@ class RolloutWriter:
                 ),
                 attempts=3, max_seconds=15,
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise problems.not_found(namespace, name) from None
+        except NotFound:
+            raise problems.not_found(namespace, name) from None
+        except KubeError as exc:
             raise _problem(exc, f"{action} the rollout") from None
-        except NETWORK_ERRORS as exc:
-            raise problems.unavailable(f"Kubernetes API unreachable: {type(exc).__name__}") \
-                from None
         return obj

@@ -18,10 +18,10 @@ from typing import Any
 
 import structlog
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from canaryd.adapters.kube import Conflict, ObjectRef, RolloutStore, Workloads
+from canaryd.adapters.errors import Conflict, KubeError
+from canaryd.adapters.kube import ObjectRef, RolloutStore, Workloads
 from canaryd.adapters.prometheus import PrometheusClient
 from canaryd.adapters.retry import kube_observer
 from canaryd.adapters.routers import RouterError, make_router
@@ -140,8 +140,6 @@ class Controller:
                 while not stop.is_set():
                     async for kind, obj in self.store.watch(rv):
                         rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                        if kind == "ERROR":
-                            raise ApiException(status=obj.get("code", 500), reason="watch error")
                         if kind != "BOOKMARK":
                             self._apply(kind, obj)
             except asyncio.CancelledError:
@@ -427,7 +425,7 @@ class Controller:
                     )
             except RouterError as exc:
                 obs["router_error"] = str(exc)
-            except (ApiException, OSError, TimeoutError) as exc:
+            except KubeError as exc:
                 log.warning("observation failed; retrying next round", rollout=key,
                             error=f"{type(exc).__name__}: {exc}"[:300])
                 self.metrics.kube_errors.labels(operation="observe").inc()
@@ -461,7 +459,7 @@ class Controller:
                 bound.info("status write fenced (object changed); re-reading")
                 self._due[w.key] = time.monotonic() + 0.2
                 return
-            except (ApiException, OSError, TimeoutError) as exc:
+            except KubeError as exc:
                 bound.warning("status write failed; actions held back", error=str(exc)[:300])
                 self.metrics.kube_errors.labels(operation="write_status").inc()
                 self._due[w.key] = time.monotonic() + 1.0
@@ -496,14 +494,14 @@ class Controller:
                 bound.info("weights set", stable=seen.stable, canary=seen.canary)
                 self.metrics.of_rollout(self.metrics.weight, ref.namespace,
                                         ref.name).set(seen.canary)
-            except (RouterError, ApiException, OSError, TimeoutError) as exc:
+            except (RouterError, KubeError) as exc:
                 bound.warning("weights not set; will retry", error=str(exc)[:300])
                 self.metrics.kube_errors.labels(operation="set_weights").inc()
                 decision = machine.Decision(status=decision.status, requeue_after=1.0)
         if decision.clear_action:
             try:
                 self.cache.put(await self.store.clear_action(ref, rv))
-            except (Conflict, ApiException, OSError, TimeoutError) as exc:
+            except KubeError as exc:
                 bound.info("action annotation not cleared yet", error=str(exc)[:200])
         wait = decision.requeue_after if decision.requeue_after is not None else tick
         self._due[w.key] = time.monotonic() + min(max(wait, 0.05), tick * 5)

@@ -34,7 +34,8 @@ from typing import Any
 
 import structlog
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
+
+from canaryd.adapters.errors import Conflict, KubeError, NotFound, translated
 
 log = structlog.get_logger("canaryd.leader")
 GROUP, VERSION, PLURAL = "coordination.k8s.io", "v1", "leases"
@@ -158,14 +159,15 @@ class LeaderElector:
 
     async def _get(self, budget: float) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = await self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.lease.namespace, PLURAL, self.lease.name,
-                _request_timeout=budget,
+            result: dict[str, Any] = await translated(
+                f"get lease {self.lease}",
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.lease.namespace, PLURAL, self.lease.name,
+                    _request_timeout=budget,
+                ),
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return result
 
     def _body(self, spec: dict[str, Any], resource_version: str | None) -> dict[str, Any]:
@@ -176,16 +178,22 @@ class LeaderElector:
                 "spec": spec}
 
     async def _create(self, spec: dict[str, Any], budget: float) -> dict[str, Any]:
-        result: dict[str, Any] = await self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.lease.namespace, PLURAL, self._body(spec, None),
-            _request_timeout=budget,
+        result: dict[str, Any] = await translated(
+            f"create lease {self.lease}",
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.lease.namespace, PLURAL, self._body(spec, None),
+                _request_timeout=budget,
+            ),
         )
         return result
 
     async def _replace(self, spec: dict[str, Any], rv: str, budget: float) -> dict[str, Any]:
-        result: dict[str, Any] = await self.custom.replace_namespaced_custom_object(
-            GROUP, VERSION, self.lease.namespace, PLURAL, self.lease.name,
-            self._body(spec, rv), _request_timeout=budget,
+        result: dict[str, Any] = await translated(
+            f"update lease {self.lease}",
+            self.custom.replace_namespaced_custom_object(
+                GROUP, VERSION, self.lease.namespace, PLURAL, self.lease.name,
+                self._body(spec, rv), _request_timeout=budget,
+            ),
         )
         return result
 
@@ -216,10 +224,8 @@ class LeaderElector:
                 self._observe(await self._replace(spec, self._observed_rv, budget()),
                               self.monotonic())
                 return True
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                # Someone else wrote the Lease: read it and decide as any candidate would.
+            except Conflict:
+                pass  # Someone else wrote the Lease: read it and decide as any candidate would.
         lease = await self._get(budget())
         if lease is None:
             created = await self._create(self._record(now, acquire_time=now, transitions=0),
@@ -252,9 +258,12 @@ class LeaderElector:
         try:
             async with asyncio.timeout_at(self._loop_time(deadline)):
                 ok = await self._attempt(deadline)
-        except ApiException as exc:
-            reason = "lost the race (409)" if exc.status == 409 else f"{exc.status} {exc.reason}"
-            self.log.info("lease attempt failed", reason=reason)
+        except Conflict:
+            self.log.info("lease attempt failed", reason="lost the race (409)")
+            ok = False
+        except KubeError as exc:
+            emit = self.log.info if exc.status else self.log.warning  # 0: no answer at all
+            emit("lease attempt failed", reason=f"{exc.status} {exc.reason}"[:200])
             ok = False
         except (TimeoutError, OSError) as exc:
             self.log.warning("lease attempt failed", error=f"{type(exc).__name__}: {exc}"[:200])
@@ -332,7 +341,7 @@ class LeaderElector:
             async with asyncio.timeout(budget):
                 self._observe(await self._replace(spec, self._observed_rv, budget),
                               self.monotonic())
-        except ApiException as exc:
+        except KubeError as exc:
             self.log.info("lease not released", status=exc.status, reason=exc.reason)
             return False
         except Exception as exc:  # shutting down: report, never raise

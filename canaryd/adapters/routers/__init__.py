@@ -6,43 +6,16 @@ only the entries canaryd manages, and reads back what it wrote.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from kubernetes_asyncio import client
 
-from canaryd.core.model import ROUTER_KINDS, RolloutSpec, Weights
+from canaryd.adapters.routers.base import Router, RouterError, read_back, weight_op
+from canaryd.core.model import ROUTER_KINDS, RolloutSpec
 
-
-class RouterError(Exception):
-    """The routing object is missing, or does not hold the destinations the rollout names."""
-
-
-class Router(Protocol):
-    async def read(self) -> Weights:
-        """Current weights of the managed destinations; RouterError if they are not there."""
-        ...
-
-    async def write(self, weights: Weights) -> Weights:
-        """Set the weights with a precise patch, read them back, return what was read."""
-        ...
-
-
-def weight_op(entry: dict[str, Any], path: str, weight: int) -> dict[str, Any]:
-    """The JSON Patch op that sets `entry`'s weight at `path` (add it where it was implied)."""
-    return {"op": "replace" if "weight" in entry else "add", "path": path, "value": weight}
-
-
-async def read_back(router: Router, name: str, weights: Weights) -> Weights:
-    """Every write ends here: read the routing object again and insist on what was written."""
-    seen = await router.read()
-    if seen != weights:
-        raise RouterError(f"{name}: wrote {weights} but read back {seen}")
-    return seen
+__all__ = ["Router", "RouterError", "make_router", "read_back", "weight_op"]
 
 
 def make_router(api: client.ApiClient, namespace: str, spec: RolloutSpec) -> Router:
     """The router for the one kind set in `spec.router`; RouterError for a kind without one."""
-    # Imported here: each router module imports RouterError from this package.
     from canaryd.adapters.routers import gateway, istio, service, smi
 
     chosen = spec.router

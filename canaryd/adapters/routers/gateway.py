@@ -16,24 +16,27 @@ split safely: that is a RouterError, as is a missing route, rule or backendRef.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
-from canaryd.adapters.retry import kube_call
-from canaryd.adapters.routers import RouterError, read_back, weight_op
+from canaryd.adapters.routers.base import (
+    JSON_PATCH,
+    RouterError,
+    call,
+    read_back,
+    shares,
+    weight_op,
+)
 from canaryd.core.model import BackendRef, Weights
 from canaryd.core.model import GatewayApiRouter as GatewayApiSpec
 
 # The storage version of each group's HTTPRoute CRD (canaryd/data/crds/*-httproute.yaml).
 VERSIONS = {"gateway.networking.k8s.io": "v1", "policy.linkerd.io": "v1beta3"}
 PLURAL = "httproutes"
-JSON_PATCH = "application/json-patch+json"
 DEFAULT_WEIGHT = 1  # Gateway API: a backendRef without a weight gets weight 1
 T = TypeVar("T")
 
@@ -56,15 +59,6 @@ def weight_of(ref: dict[str, Any]) -> int:
     return max(0, value) if isinstance(value, int) else DEFAULT_WEIGHT
 
 
-def shares(stable: int, canary: int) -> Weights:
-    """Relative weights as integer percentages summing to 100 (0/0 when both are 0)."""
-    total = stable + canary
-    if total <= 0:
-        return Weights(stable=0, canary=0)
-    percent = (200 * stable + total) // (2 * total)  # rounded half up, in integers
-    return Weights(stable=percent, canary=100 - percent)
-
-
 def _pointer(token: str) -> str:
     """One JSON Pointer reference token (RFC 6901)."""
     return token.replace("~", "~0").replace("/", "~1")
@@ -81,17 +75,6 @@ def _listed(refs: list[dict[str, Any]]) -> str:
     return ", ".join(names) or "none"
 
 
-def _not_found(exc: ApiException, what: str, api: str) -> str:
-    """A missing object, or a resource the server does not serve at all (CRD absent)."""
-    try:
-        details = json.loads(exc.body or "{}").get("details") or {}
-    except (ValueError, AttributeError):
-        details = {}
-    if details.get("name"):
-        return f"{what} not found"
-    return f"{what} not found: the API server does not serve {api} (is the CRD installed?)"
-
-
 class GatewayApiRouter:
     def __init__(self, api: client.ApiClient, namespace: str, spec: GatewayApiSpec) -> None:
         self.custom = client.CustomObjectsApi(api)
@@ -102,13 +85,7 @@ class GatewayApiRouter:
         self.name = f"httproute.{self.group} {namespace}/{spec.http_route}"
 
     async def _call(self, verb: str, fn: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await kube_call(f"{verb} {self.name}", fn)
-        except ApiException as exc:
-            if exc.status == 404:
-                api = f"{self.group}/{self.version} {PLURAL}"
-                raise RouterError(_not_found(exc, self.name, api)) from None
-            raise
+        return await call(verb, self.name, fn, served=f"{self.group}/{self.version} {PLURAL}")
 
     async def _get(self) -> dict[str, Any]:
         obj: dict[str, Any] = await self._call(

@@ -11,16 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
-from canaryd.adapters.retry import kube_call
-from canaryd.adapters.routers import RouterError, read_back, weight_op
+from canaryd.adapters.routers.base import JSON_PATCH, RouterError, call, read_back, weight_op
 from canaryd.core.model import Destination, Weights
 from canaryd.core.model import IstioRouter as IstioSpec
 
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1beta1", "virtualservices"
-JSON_PATCH = "application/json-patch+json"
 
 
 def _matches(dest: dict[str, Any], want: Destination) -> bool:
@@ -39,18 +36,13 @@ class IstioRouter:
         self.name = f"virtualservice {namespace}/{spec.virtual_service}"
 
     async def _get(self) -> dict[str, Any]:
-        try:
-            obj: dict[str, Any] = await kube_call(
-                f"get {self.name}",
-                lambda: self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, self.spec.virtual_service,
-                    _request_timeout=TIMEOUT,
-                ),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise RouterError(f"{self.name} not found") from None
-            raise
+        obj: dict[str, Any] = await call(
+            "get", self.name,
+            lambda: self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.spec.virtual_service,
+                _request_timeout=TIMEOUT,
+            ),
+        )
         return obj
 
     def _locate(self, obj: dict[str, Any]) -> tuple[int, int, int, list[dict[str, Any]]]:
@@ -109,8 +101,8 @@ class IstioRouter:
             ops.append({"op": "test", "path": f"{base}/destination",
                         "value": entries[index]["destination"]})
             ops.append(weight_op(entries[index], f"{base}/weight", weight))
-        await kube_call(
-            f"patch {self.name}",
+        await call(
+            "patch", self.name,
             lambda: self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, self.spec.virtual_service, ops,
                 _content_type=JSON_PATCH, _request_timeout=TIMEOUT,

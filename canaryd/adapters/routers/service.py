@@ -9,15 +9,13 @@ only that one key: ports, annotations and other selector keys stay exactly as th
 from __future__ import annotations
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from canaryd.adapters.errors import NotFound
 from canaryd.adapters.kube import TIMEOUT
-from canaryd.adapters.retry import kube_call, kube_json
-from canaryd.adapters.routers import RouterError, read_back
+from canaryd.adapters.retry import kube_json
+from canaryd.adapters.routers.base import JSON_PATCH, RouterError, call, read_back
 from canaryd.core.model import ServiceSelectorRouter as SelectorSpec
 from canaryd.core.model import Weights
-
-JSON_PATCH = "application/json-patch+json"
 
 
 def _pointer(key: str) -> str:
@@ -38,10 +36,8 @@ class ServiceSelectorRouter:
                     name, self.namespace, _request_timeout=TIMEOUT, _preload_content=False
                 ),
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise RouterError(f"service {self.namespace}/{name} not found") from None
-            raise
+        except NotFound:
+            raise RouterError(f"service {self.namespace}/{name} not found") from None
         selector: dict[str, str] = (body.get("spec") or {}).get("selector") or {}
         if self.spec.selector_key not in selector:
             raise RouterError(
@@ -71,8 +67,8 @@ class ServiceSelectorRouter:
         path = _pointer(self.spec.selector_key)
         ops = [{"op": "test", "path": path, "value": current},
                {"op": "replace", "path": path, "value": value}]
-        await kube_call(
-            f"patch service {self.namespace}/{name}",
+        await call(
+            "patch", f"service {self.namespace}/{name}",
             lambda: self.core.patch_namespaced_service(
                 name, self.namespace, ops, _content_type=JSON_PATCH, _request_timeout=TIMEOUT
             ),

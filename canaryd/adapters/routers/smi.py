@@ -14,35 +14,30 @@ makes the split unsafe to change: RouterError, as is a missing split or backend.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kubernetes_asyncio import client
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.kube import TIMEOUT
-from canaryd.adapters.retry import kube_call
-from canaryd.adapters.routers import RouterError, read_back, weight_op
+from canaryd.adapters.routers.base import (
+    JSON_PATCH,
+    RouterError,
+    call,
+    read_back,
+    shares,
+    weight_op,
+)
 from canaryd.core.model import SmiRouter as SmiSpec
 from canaryd.core.model import Weights
 
 GROUP, VERSION, PLURAL = "split.smi-spec.io", "v1alpha2", "trafficsplits"
-JSON_PATCH = "application/json-patch+json"
 T = TypeVar("T")
 
 
 def _weight(backend: dict[str, Any]) -> int:
     value = backend.get("weight")
     return max(0, value) if isinstance(value, int) else 0
-
-
-def _shares(stable: int, canary: int) -> Weights:
-    total = stable + canary
-    if total <= 0:
-        return Weights(stable=0, canary=0)
-    percent = (200 * stable + total) // (2 * total)  # rounded half up, in integers
-    return Weights(stable=percent, canary=100 - percent)
 
 
 class SmiRouter:
@@ -53,21 +48,7 @@ class SmiRouter:
         self.name = f"trafficsplit {namespace}/{spec.traffic_split}"
 
     async def _call(self, verb: str, fn: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await kube_call(f"{verb} {self.name}", fn)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            try:
-                details = json.loads(exc.body or "{}").get("details") or {}
-            except (ValueError, AttributeError):
-                details = {}
-            if details.get("name"):
-                raise RouterError(f"{self.name} not found") from None
-            raise RouterError(
-                f"{self.name} not found: the API server does not serve "
-                f"{GROUP}/{VERSION} {PLURAL} (is the CRD installed?)"
-            ) from None
+        return await call(verb, self.name, fn, served=f"{GROUP}/{VERSION} {PLURAL}")
 
     async def _get(self) -> dict[str, Any]:
         obj: dict[str, Any] = await self._call(
@@ -109,13 +90,13 @@ class SmiRouter:
 
     async def read(self) -> Weights:
         s, c, backends = self._locate(await self._get())
-        return _shares(_weight(backends[s]), _weight(backends[c]))
+        return shares(_weight(backends[s]), _weight(backends[c]))
 
     async def write(self, weights: Weights) -> Weights:
         if min(weights.stable, weights.canary) < 0 or weights.stable + weights.canary != 100:
             raise RouterError(f"{self.name}: refusing weights {weights}: they must sum to 100")
         s, c, backends = self._locate(await self._get())
-        if _shares(_weight(backends[s]), _weight(backends[c])) == weights:
+        if shares(_weight(backends[s]), _weight(backends[c])) == weights:
             return weights
         ops: list[dict[str, Any]] = []
         for index, weight in ((s, weights.stable), (c, weights.canary)):
