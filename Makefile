@@ -64,6 +64,15 @@ bench: setup
 	$(BIN)/python bench/failover_bench.py --runs 10
 	$(BIN)/python bench/judgement.py --runs 2000
 
+# The fuzz suites for longer than CI gives them: raw HTTP against the real server process,
+# and schemathesis (every check, stateful links) against the API; each prints its case count.
+FUZZ_SECONDS ?= 600
+fuzz: setup
+	CANARYD_FUZZ_SECONDS=$(FUZZ_SECONDS) CANARYD_FUZZ_EXAMPLES=10000000 \
+		$(BIN)/pytest -q -s -p no:cacheprovider --timeout=0 tests/hostile/test_fuzz.py
+	CANARYD_SCHEMATHESIS_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -s -p no:cacheprovider \
+		--timeout=0 tests/api/test_api_openapi.py -k schemathesis
+
 # Regenerate the Rollout CRD from the models (a test fails when it is stale).
 crds: $(BIN)/canaryd
 	$(BIN)/python -m canaryd.crd > canaryd/data/crds/canaryd-rollout.yaml

@@ -37,7 +37,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from canaryd.api.body import Decoder
-from canaryd.api.problems import CONTENT_TYPE, Problem
+from canaryd.api.problems import CONTENT_TYPE, FieldError, Problem
 
 log = structlog.get_logger("canaryd.access")
 ENV_PREFIX = "CANARYD_HTTP_"
@@ -124,6 +124,23 @@ class GuardedRequestHandler(RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._awaiting_head = True
         self._counted = False
+        app = self._request_handler
+        assert app is not None
+
+        async def handle(request: BaseRequest) -> web.StreamResponse:
+            # aiohttp answers Expect before any middleware, in text/plain (and fails with
+            # 500 on a value that is not UTF-8): only 100-continue goes on to it.
+            expect = request.headers.get("Expect")
+            if expect is not None and expect.lower() != "100-continue":
+                log.info("http request", method=request.method, status=417,
+                         error="unsupported Expect")
+                return Problem(417, "Expectation failed",
+                               "the only Expect this server meets is 100-continue",
+                               errors=[FieldError(detail="only 100-continue",
+                                                  parameter="Expect")]).response(request.path)
+            return await app(request)
+
+        self._request_handler = handle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._guard.open += 1
