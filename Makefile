@@ -68,7 +68,7 @@ bench: setup
 # and schemathesis (every check, stateful links) against the API; each prints its case count.
 FUZZ_SECONDS ?= 600
 fuzz: setup
-	CANARYD_FUZZ_SECONDS=$(FUZZ_SECONDS) CANARYD_FUZZ_EXAMPLES=10000000 \
+	CANARYD_FUZZ_SECONDS=$(FUZZ_SECONDS) CANARYD_FUZZ_EXAMPLES=100000000 \
 		$(BIN)/pytest -q -s -p no:cacheprovider --timeout=0 tests/hostile/test_fuzz.py
 	CANARYD_SCHEMATHESIS_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -q -s -p no:cacheprovider \
 		--timeout=0 tests/api/test_api_openapi.py -k schemathesis

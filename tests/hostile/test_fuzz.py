@@ -27,6 +27,7 @@ from tests.hostile.support import TOKENS, Daemon, manifest
 
 SECONDS = float(os.environ.get("CANARYD_FUZZ_SECONDS", "25"))
 EXAMPLES = int(os.environ.get("CANARYD_FUZZ_EXAMPLES", "400"))
+CHUNK = 100
 PATHS = ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/whoami",
          "/api/v1/rollouts", "/api/v1/rollouts/{ns}/{name}",
          "/api/v1/rollouts/{ns}/{name}/events", "/api/v1/rollouts/{ns}/{name}/pause",
@@ -119,7 +120,6 @@ def requests(draw: st.DrawFn) -> bytes:
 class Tally:
     cases: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
 
 
 TALLY = Tally()
@@ -150,15 +150,8 @@ def send(port: int, data: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
         return status, headers, rest
 
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None,
-          suppress_health_check=list(HealthCheck))
-@given(data=requests())
-def test_no_input_gets_a_server_error_and_every_error_is_problem_json(
-    daemon: Daemon, data: bytes,
-) -> None:
-    if time.monotonic() - TALLY.started > SECONDS:
-        return  # the budget is spent: the remaining examples pass untried
-    status, headers, body = send(daemon.port, data)
+def check(port: int, data: bytes) -> None:
+    status, headers, body = send(port, data)
     TALLY.cases += 1
     TALLY.statuses[status] = TALLY.statuses.get(status, 0) + 1
     readyz = data.split(b" ", 2)[1].split(b"?")[0] == b"/readyz"
@@ -167,6 +160,23 @@ def test_no_input_gets_a_server_error_and_every_error_is_problem_json(
     if status >= 400 and data[:4] != b"HEAD":
         assert headers.get(b"content-type") == b"application/problem+json", (
             status, headers, body[:200], data[:300])
+
+
+def test_no_input_gets_a_server_error_and_every_error_is_problem_json(daemon: Daemon) -> None:
+    """Hypothesis runs of CHUNK cases each (a failing case is shrunk as usual) until the
+    budget is spent."""
+
+    @settings(max_examples=CHUNK, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(data=requests())
+    def chunk(data: bytes) -> None:
+        check(daemon.port, data)
+
+    deadline = time.monotonic() + SECONDS
+    while True:
+        chunk()
+        if time.monotonic() > deadline or TALLY.cases >= EXAMPLES:
+            break
 
 
 def test_the_server_survived_the_fuzzing(daemon: Daemon) -> None:
