@@ -1,5 +1,6 @@
 """Shared pytest fixtures and hooks."""
 
+from tests.failure_report import pytest_runtest_makereport
 from tests.realkube import (
     kube_backend,
     pytest_configure,
@@ -14,6 +15,7 @@ __all__ = [
     "pytest_configure",
     "pytest_generate_tests",
     "pytest_report_header",
+    "pytest_runtest_makereport",
     "pytest_terminal_summary",
     "real_kube",
 ]

@@ -8,7 +8,7 @@ API server where a rollout already moved the weights, changes nothing that exist
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,10 +109,15 @@ async def apply_example_app(
     *,
     rps: float | None = None,
     manifests: Iterable[Manifest] | None = None,
+    namespace_ready: Callable[[client.ApiClient, str], Awaitable[None]] | None = None,
 ) -> list[str]:
-    """Create every missing example object; returns "Kind/name" for the ones created."""
+    """Create every missing example object; returns "Kind/name" for the ones created.
+    `namespace_ready` is awaited after each Namespace (a real cluster refuses Pods until the
+    namespace's default ServiceAccount exists, and the ReplicaSet controller then backs off)."""
     created: list[str] = []
     for obj in manifests if manifests is not None else load_manifests(rps=rps):
         if await create_if_absent(api, obj):
             created.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        if obj["kind"] == "Namespace" and namespace_ready is not None:
+            await namespace_ready(api, obj["metadata"]["name"])
     return created

@@ -14,10 +14,11 @@ import contextlib
 import importlib.resources
 import shutil
 import tempfile
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -50,6 +51,10 @@ def crd_paths() -> list[Path]:
 
 class Sandbox:
     """A local stand-in for a cluster running a service mesh and Prometheus (async context)."""
+
+    # The sandboxes started and not yet stopped in this process (a failing test's report
+    # describes them).
+    running: ClassVar[weakref.WeakSet[Sandbox]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -126,6 +131,7 @@ class Sandbox:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        Sandbox.running.add(self)
         try:
             await self._start()
         except BaseException:
@@ -170,12 +176,17 @@ class Sandbox:
             await real_crds.reset_namespace(self._kube, example_app.NAMESPACE)
             await real_crds.release_leases(self._kube)
         if self.with_example_app:
-            created = await example_app.apply_example_app(self._kube, rps=self.rps)
+            ready = None
+            if self.real_kube is not None:
+                from canaryd.sandbox.realkube import crds as real_crds
+
+                ready = real_crds.wait_default_service_account
+            created = await example_app.apply_example_app(
+                self._kube, rps=self.rps, namespace_ready=ready
+            )
             log.info("sandbox.example_app.applied", created=created)
             if self.real_kube is not None:
                 # Real Pods take a moment (scheduler, kwok); the mesh starts on a settled app.
-                from canaryd.sandbox.realkube import crds as real_crds
-
                 await real_crds.wait_deployments_available(self._kube, example_app.NAMESPACE)
 
         self.mesh = Mesh(kubeconfig=str(self.kubeconfig), tick=self.mesh_tick)
@@ -198,6 +209,7 @@ class Sandbox:
 
     async def stop(self) -> None:
         """Stop every part that was started, newest first; safe to call more than once."""
+        Sandbox.running.discard(self)
         steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
             ("prometheus", self.prometheus.stop if self.prometheus else None),
             ("mesh", self.mesh.stop if self.mesh is not None else None),
@@ -230,6 +242,38 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    def describe(self) -> dict[str, Any]:
+        """What the sandbox's parts believe right now, synchronously (a pytest hook calls it
+        when a test fails): the mesh's watches, Deployments and routes, and Prometheus's
+        scrape health and per-workload request rates."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        out: dict[str, Any] = {"kube": self.kube_api_url if self._kube else None}
+        if self.mesh is not None:
+            out["mesh"] = self.mesh.describe()
+        if self.prometheus is not None:
+            queries = {
+                "up": "up",
+                "rps_by_workload_10s": "sum by (destination_workload) "
+                "(rate(istio_requests_total[10s]))",
+            }
+            for key, query in queries.items():
+                url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode(
+                    {"query": query}
+                )
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback)
+                        result = json.loads(resp.read())["data"]["result"]
+                    out[key] = {
+                        ",".join(f"{k}={v}" for k, v in r["metric"].items() if k != "__name__"):
+                        r["value"][1] for r in result
+                    }
+                except Exception as exc:  # a report, not a check: say what failed
+                    out[key] = f"{type(exc).__name__}: {exc}"
+        return out
 
     # -- waiting -----------------------------------------------------------------------------
 

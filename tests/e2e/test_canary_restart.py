@@ -44,7 +44,13 @@ async def test_sigkill_mid_step_then_restart_completes_without_skipping(
         plan = {"steps": [{"weight": 20, "pause": "8s"}, {"weight": 50, "pause": "4s"}]}
         await kube.create_rollout(rollout_manifest(plan=plan))
         await kube.wait_phase("podinfo-v2", {"Progressing"}, timeout=30)
-        assert await kube.vs_weights() == {"stable": 80, "canary": 20}
+        # The status records the step before the router is written (intent first): wait
+        # for the weights, then kill.
+
+        async def at_step_1() -> bool:
+            return await kube.vs_weights() == {"stable": 80, "canary": 20}
+
+        await eventually(at_step_1, timeout=15, what="step 1's weights on the VirtualService")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         down_at = time.monotonic()

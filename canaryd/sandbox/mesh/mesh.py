@@ -117,6 +117,10 @@ class Mesh:
         self._changes = 0  # bumped on every store change; topology recomputed when it moves
         self._routes_at = -1
         self._routes: dict[tuple[str, str], topology.ServiceRoutes] = {}
+        # Per watched resource: watch errors seen, the last one, and (re)lists done.
+        self._watch_health: dict[Resource, dict[str, Any]] = {
+            r: {"lists": 0, "events": 0, "errors": 0, "last_error": None} for r in RESOURCES
+        }
         self._api: client.ApiClient | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,6 +189,38 @@ class Mesh:
             for (ns, name), routes in sorted(self._routes.items())
         }
 
+    def describe(self) -> dict[str, Any]:
+        """What the mesh believes, for a failing test's report: each watch's health, the
+        Deployments as last seen (replicas, availability, latency/error annotations) and the
+        routes computed from them."""
+        deployments = {}
+        for res in RESOURCES:
+            if res.field != "deployments":
+                continue
+            for (ns, name), obj in sorted(self._store[res].items()):
+                meta, spec, status = (obj.get(k) or {} for k in ("metadata", "spec", "status"))
+                deployments[f"{ns}/{name}"] = {
+                    "generation": meta.get("generation"),
+                    "observedGeneration": status.get("observedGeneration"),
+                    "replicas": spec.get("replicas"),
+                    "availableReplicas": status.get("availableReplicas"),
+                    "annotations": {
+                        k: v for k, v in (meta.get("annotations") or {}).items()
+                        if k.startswith("sandbox.canaryd.io/")
+                    },
+                }
+        return {
+            "watches": {
+                f"{r.plural}.{r.group or 'core'}": {
+                    **self._watch_health[r], "synced": self._synced[r].is_set(),
+                    "objects": len(self._store[r]),
+                }
+                for r in RESOURCES
+            },
+            "deployments": deployments,
+            "routes": self.snapshot_routes(),
+        }
+
     # -- ticking ----------------------------------------------------------------------------
 
     def _refresh_routes(self) -> None:
@@ -227,6 +263,9 @@ class Mesh:
                 self._synced[res].set()
                 await asyncio.sleep(self._crd_retry)
             except (ApiException, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                health = self._watch_health[res]
+                health["errors"] += 1
+                health["last_error"] = f"{type(exc).__name__}: {exc}"[:300]
                 self._log.warning(
                     "mesh_watch_error", resource=f"{res.plural}.{res.group}", error=str(exc)
                 )
@@ -249,6 +288,7 @@ class Mesh:
             finally:
                 resp.release()
             items = {_key(obj): obj for obj in body.get("items") or []}
+            self._watch_health[res]["lists"] += 1
             self._replace(res, items)
             return version, str((body.get("metadata") or {}).get("resourceVersion") or "")
         self._replace(res, {})
@@ -267,6 +307,7 @@ class Mesh:
                     allow_watch_bookmarks=True,
                     _request_timeout=(_REQUEST_TIMEOUT, _WATCH_SECONDS + _REQUEST_TIMEOUT),
                 ):
+                    self._watch_health[res]["events"] += 1
                     self._apply(res, str(event["type"]), event["raw_object"])
             except ApiException as exc:
                 if exc.status == 410:

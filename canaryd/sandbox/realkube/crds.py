@@ -90,6 +90,28 @@ async def reset_namespace(
         await asyncio.sleep(0.25)
 
 
+async def wait_default_service_account(
+    api: client.ApiClient,
+    namespace: str,
+    timeout: float = 60,  # noqa: ASYNC109 (the service account controller's pace)
+) -> None:
+    """Until the namespace's "default" ServiceAccount exists: until then the ServiceAccount
+    admission plugin refuses every Pod there, and the ReplicaSet controller's retries back
+    off exponentially (a Deployment applied too early can sit unavailable for minutes)."""
+    core = client.CoreV1Api(api)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            await core.read_namespaced_service_account("default", namespace)
+            return
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no default ServiceAccount in {namespace} after {timeout}s")
+        await asyncio.sleep(0.1)
+
+
 async def wait_deployments_available(
     api: client.ApiClient,
     namespace: str,

@@ -154,6 +154,14 @@ class RealKube:
         """Resident bytes per running component."""
         return {name: proc.rss_bytes() for name, proc in self._procs.items()}
 
+    def log_tails(self) -> dict[str, str]:
+        """The end of each component's log, headed by its exit code if it has exited."""
+        out = {}
+        for name, proc in self._procs.items():
+            code = proc.process.poll() if proc.process is not None else None
+            out[name] = (f"[exited: {code}]\n" if code is not None else "") + proc.tail()[-2000:]
+        return out
+
     # -- lifecycle -----------------------------------------------------------------------
 
     # The timeout bounds the whole start (every part's wait shares one deadline).
