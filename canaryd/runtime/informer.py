@@ -1,0 +1,74 @@
+"""The informer every replica runs: list the Rollouts, watch from the list's resourceVersion,
+re-list after any error (410 Expired included); keep the cache; tell who listens.
+
+`on_change(kind, obj, old)` is the controller's hook (what becomes due, what is forgotten);
+`listeners` get every event after it (the API's change hub).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from canaryd.adapters.kube import RolloutStore
+from canaryd.core import reading
+from canaryd.runtime.cache import RolloutCache
+
+log = structlog.get_logger("canaryd.informer")
+Listener = Callable[[str, dict[str, Any]], None]
+OnChange = Callable[[str, dict[str, Any], dict[str, Any] | None], None]
+
+
+class Informer:
+    def __init__(self, store: RolloutStore, cache: RolloutCache, on_change: OnChange) -> None:
+        self.store = store
+        self.cache = cache
+        self.on_change = on_change
+        self.synced = asyncio.Event()
+        self.listeners: list[Listener] = []
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        key = reading.key(obj)
+        old = self.cache.get(key)
+        if kind == "DELETED":
+            self.cache.drop(key)
+        else:
+            self.cache.put(obj)
+        self.on_change(kind, obj, old)
+        for listener in self.listeners:
+            listener(kind, obj)
+
+    async def _relist(self) -> str:
+        items, rv = await self.store.list()
+        seen = set()
+        for obj in items:
+            seen.add(reading.key(obj))
+            self.apply("ADDED", obj)
+        for gone in set(self.cache) - seen:
+            self.apply("DELETED", self.cache[gone])
+        self.synced.set()
+        return rv
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                rv = await self._relist()
+                backoff = 0.2
+                while not stop.is_set():
+                    async for kind, obj in self.store.watch(rv):
+                        rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                        if kind != "BOOKMARK":
+                            self.apply(kind, obj)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure: back off, then re-list
+                status = getattr(exc, "status", None)
+                log.info("rollout watch restarting", error=type(exc).__name__, status=status)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 5.0)
