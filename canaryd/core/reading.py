@@ -63,7 +63,7 @@ def errors_text(exc: ValidationError, root: str, limit: int = 5) -> str:
 
 def _phase_problem(raw: Mapping[str, Any]) -> str | None:
     value = raw.get("phase")
-    if value is None or value in _PHASES:
+    if value is None or (isinstance(value, str) and value in _PHASES):  # a list: unhashable
         return None
     shown = repr(value)[:60]
     return f"status.phase: {shown} is not a phase ({', '.join(p.value for p in Phase)})"

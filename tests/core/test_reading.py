@@ -38,6 +38,8 @@ def test_a_status_canaryd_wrote_reads_as_its_phase(status: Any, phase: Phase) ->
 @pytest.mark.parametrize(("status", "field"), [
     ({"phase": "Exploded"}, "status.phase: 'Exploded' is not a phase"),
     ({"phase": 7}, "status.phase: 7 is not a phase"),
+    ({"phase": ["Succeeded"]}, "status.phase: ['Succeeded'] is not a phase"),  # unhashable
+    ({"phase": {"a": 1}}, "status.phase: {'a': 1} is not a phase"),
     ("garbage", "status: a str, not an object"),
     ({**PROGRESSING, "stepIndex": "three"}, "status.stepIndex"),
     ({**PROGRESSING, "weights": "half"}, "status.weights"),

@@ -9,9 +9,11 @@ import contextlib
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -130,13 +132,73 @@ class Daemon:
     pid: int
     log: Path
     kube_url: str
+    kubeconfig: Path
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def rss_kib(self) -> int:
+
+class MemoryGuard:
+    """Watches a process's memory from a thread of this one. Its peak RSS over the block is
+    VmHWM, reset on entry (and sampled every 10 ms where the kernel cannot reset it). Should
+    it grow by more than `kill_mib`, it is SIGKILLed at once; its address space is capped
+    meanwhile (4 GiB above its size), should this thread ever fall behind: a regression
+    fails the test, never the machine."""
+
+    def __init__(self, pid: int, *, kill_mib: int) -> None:
+        self.pid, self.kill_kib = pid, kill_mib * 1024
+        self.start = self.peak = 0
+        self.killed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._limit: tuple[int, int] | None = None
+        self._reset = False
+
+    def _kib(self, field: str) -> int:
         text = Path(f"/proc/{self.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+        return int(re.search(rf"{field}:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+
+    def __enter__(self) -> MemoryGuard:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+            self._reset = True
+        self.start = self.peak = self._kib("VmRSS")
+        with contextlib.suppress(OSError):
+            self._limit = resource.prlimit(self.pid, resource.RLIMIT_AS)
+            cap = (self._kib("VmSize") + 4 * 1024 * 1024) * 1024
+            hard = self._limit[1]
+            resource.prlimit(self.pid, resource.RLIMIT_AS,
+                             (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.01):
+            try:
+                rss = self._kib("VmRSS")
+            except (OSError, AttributeError):
+                return  # gone
+            self.peak = max(self.peak, rss)
+            if rss - self.start > self.kill_kib:
+                os.kill(self.pid, signal.SIGKILL)
+                self.killed = True
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(OSError, AttributeError):
+            if self._reset:
+                self.peak = max(self.peak, self._kib("VmHWM"))
+            if self._limit is not None:
+                resource.prlimit(self.pid, resource.RLIMIT_AS, self._limit)
+        if self.killed:
+            raise AssertionError(f"process {self.pid} grew by {self.grown_mib:.0f} MiB (over "
+                                 f"{self.kill_kib // 1024}): killed")
+
+    @property
+    def grown_mib(self) -> float:
+        return (self.peak - self.start) / 1024
 
 
 def _call(url: str, body: dict[str, Any] | None = None) -> int:
@@ -204,7 +266,7 @@ def daemon_process(tmp: Path, *, env: dict[str, str] | None = None) -> Iterator[
         procs.append(serve)
         url = _ready_line(serve, time.monotonic() + 30)["url"]
         yield Daemon(url=url, port=int(url.rsplit(":", 1)[1]), pid=serve.pid, log=log,
-                     kube_url=kube_url)
+                     kube_url=kube_url, kubeconfig=kubeconfig)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
