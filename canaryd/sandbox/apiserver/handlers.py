@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from canaryd.sandbox.apiserver import crd_validation as fe
+from canaryd.sandbox.apiserver import crd_fields as fe
 from canaryd.sandbox.apiserver import (
     discovery,
     errors,
@@ -28,6 +28,7 @@ from canaryd.sandbox.apiserver import (
 )
 from canaryd.sandbox.apiserver.errors import ApiError, Obj
 from canaryd.sandbox.apiserver.faults import Faults, RequestRecord
+from canaryd.sandbox.apiserver.goformat import GoJSON, go_json
 from canaryd.sandbox.apiserver.resources import Registry, ResourceDef
 from canaryd.sandbox.apiserver.store import Store
 from canaryd.sandbox.apiserver.writes import CRD_KEY, Writer
@@ -451,7 +452,7 @@ class Api:
     def _dry_values(values: list[str], options_kind: str) -> bool:
         if any(v != "All" for v in values):
             raise errors.invalid(options_kind, "meta.k8s.io", "", [
-                fe.not_supported("dryRun", fe.GoJSON(fe.go_json(values)), ["All"]).cause()])
+                fe.not_supported("dryRun", GoJSON(go_json(values)), ["All"]).cause()])
         return bool(values)
 
     def _dry_run(self, request: web.Request, verb: str) -> bool:
