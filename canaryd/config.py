@@ -17,10 +17,10 @@ from pydantic import Field, ValidationError, model_validator
 
 from canaryd.analysis import promql
 from canaryd.analysis.templates import builtin_metrics
+from canaryd.core.analysisspec import Check as Check
+from canaryd.core.analysisspec import Sequential as Sequential
 from canaryd.core.durations import Duration
-from canaryd.core.model import Check as Check  # re-exported: profiles hold them
 from canaryd.core.model import Model
-from canaryd.core.model import Sequential as Sequential
 from canaryd.core.names import Label
 
 PROMQL_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

@@ -22,6 +22,7 @@ from canaryd.api import problems
 from canaryd.api.problems import FieldError
 from canaryd.config import Settings
 from canaryd.core import model, plan, targets
+from canaryd.core.manifest import METADATA_FIELDS, RolloutManifest
 
 IDEMPOTENCY_ANNOTATION = "canaryd.io/idempotency-key"
 DIGEST_ANNOTATION = "canaryd.io/request-digest"
@@ -31,7 +32,7 @@ DEFAULT_NAMESPACE = "default"
 
 @dataclass(frozen=True)
 class Admitted:
-    manifest: model.RolloutManifest
+    manifest: RolloutManifest
     namespace: str
     digest: str
     analysis: plan.EffectiveAnalysis
@@ -44,7 +45,7 @@ class Admitted:
 def validate(doc: dict[str, Any], settings: Settings) -> Admitted:
     """The manifest, or `Problem` 422 listing every bad field by JSON pointer."""
     try:
-        manifest = model.RolloutManifest.model_validate(doc)
+        manifest = RolloutManifest.model_validate(doc)
     except ValidationError as exc:
         raise problems.invalid(_field_errors(exc)) from None
     errors: list[FieldError] = []
@@ -72,18 +73,18 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
         if err["type"] == "extra_forbidden" and len(loc) == 2 and loc[0] == "metadata":
             field = FieldError(
                 detail="not accepted on submit: metadata may only hold "
-                       + ", ".join(model.METADATA_FIELDS), pointer=field.pointer)
+                       + ", ".join(METADATA_FIELDS), pointer=field.pointer)
         out.append(field)
     return out
 
 
-def normalized_spec(manifest: model.RolloutManifest) -> dict[str, Any]:
+def normalized_spec(manifest: RolloutManifest) -> dict[str, Any]:
     """The spec as the user wrote it (no defaults filled in), with types coerced for the CRD."""
     return manifest.spec.model_dump(mode="json", by_alias=True, exclude_unset=True,
                                     exclude_none=True)
 
 
-def _user_metadata(manifest: model.RolloutManifest) -> dict[str, Any]:
+def _user_metadata(manifest: RolloutManifest) -> dict[str, Any]:
     meta = manifest.metadata.model_dump(mode="json", by_alias=True, exclude_unset=True,
                                         exclude_none=True)
     meta.pop("namespace", None)

@@ -17,7 +17,8 @@ from canaryd.api import schemas
 from canaryd.api.rollouts import CONTINUE_PATTERN
 from canaryd.core import transitions
 from canaryd.core.durations import DURATION_PATTERN, format_duration
-from canaryd.core.model import Phase, RolloutManifest
+from canaryd.core.manifest import RolloutManifest
+from canaryd.core.model import Phase
 
 REF = "#/components/schemas/{model}"
 _ACTION_TEXT = {

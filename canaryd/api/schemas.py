@@ -1,6 +1,6 @@
 """Response and event shapes, as pydantic models: the source of the OpenAPI components.
 
-Requests are `canaryd.core.model.RolloutManifest` itself; a served Rollout reuses the spec
+Requests are `canaryd.core.manifest.RolloutManifest` itself; a served Rollout reuses the spec
 and status models, so the API, the CRD and the controller cannot drift apart.
 """
 

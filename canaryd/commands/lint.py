@@ -68,9 +68,10 @@ def dotted(pointer: str | None) -> str:
 
 
 def summary(doc: dict[str, Any], settings: Settings) -> str:
-    from canaryd.core import model, plan
+    from canaryd.core import plan
+    from canaryd.core.manifest import RolloutManifest
 
-    spec = model.RolloutManifest.model_validate(doc).spec
+    spec = RolloutManifest.model_validate(doc).spec
     steps = plan.steps(spec)
     analysis = plan.resolve_analysis(settings, spec)
     if spec.strategy == "blueGreen":
@@ -139,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _deprecations(doc: dict[str, Any]) -> list[str]:
-    from canaryd.core import model
+    from canaryd.core.manifest import RolloutManifest
 
-    return model.RolloutManifest.model_validate(doc).spec.deprecations()
+    return RolloutManifest.model_validate(doc).spec.deprecations()
 
 
 def _name(doc: Any) -> str:

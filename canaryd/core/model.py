@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import enum
 import itertools
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AliasChoices, Field, model_validator
 
+from canaryd.core.analysisspec import AnalysisRef
+from canaryd.core.base import Model as Model
 from canaryd.core.durations import Duration, format_duration
-from canaryd.core.names import Label, Subdomain, check_subdomain
+from canaryd.core.names import Label
+from canaryd.core.routerspec import Router
 
 GROUP = "canaryd.io"
 VERSION = "v1alpha1"
@@ -27,141 +28,7 @@ ACTION_ANNOTATION = "canaryd.io/action"
 MAX_STEPS = 100
 
 
-class Model(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields are errors, not ignored."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
-        allow_inf_nan=False,  # NaN and Infinity are not JSON, and no threshold is either
-    )
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
 # ----------------------------------------------------------------------------- spec
-
-
-class Destination(Model):
-    """One destination of the route, as written in the VirtualService."""
-
-    host: Subdomain = Field(description="the destination's host (a Service name or FQDN)")
-    subset: Label | None = Field(default=None, description="the DestinationRule subset")
-    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
-        default=None, description="the destination port, when the route names one"
-    )
-
-
-class IstioRouter(Model):
-    """Istio: the weights of one http route's two destinations in a VirtualService."""
-
-    virtual_service: Subdomain = Field(description="the VirtualService, in the rollout's namespace")
-    route: Label | None = Field(
-        default=None, description="name of the http route to manage; default: the first one"
-    )
-    stable: Destination = Field(description="the destination serving the current version")
-    canary: Destination = Field(description="the destination serving the new version")
-
-    @model_validator(mode="after")
-    def _distinct(self) -> IstioRouter:
-        if self.stable == self.canary:
-            raise ValueError("stable and canary destinations must differ")
-        return self
-
-
-class BackendRef(Model):
-    """A backendRef of the rule: a Service in the rollout's namespace."""
-
-    name: Label = Field(description="the Service's name")
-    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(
-        default=None, description="the Service port, when the backendRef names one"
-    )
-
-
-class GatewayApiRouter(Model):
-    """Gateway API HTTPRoute (gateway.networking.k8s.io, or Linkerd's policy.linkerd.io)."""
-
-    http_route: Subdomain = Field(description="the HTTPRoute, in the rollout's namespace")
-    api_group: Literal["gateway.networking.k8s.io", "policy.linkerd.io"] = Field(
-        default="gateway.networking.k8s.io", description="the HTTPRoute's API group"
-    )
-    rule: Annotated[int, Field(ge=0, le=63)] | None = Field(
-        default=None, description="index of the rule to manage; default: the first one"
-    )
-    rule_name: Label | None = Field(default=None, description="or the rule's name (v1.2+)")
-    stable: BackendRef = Field(description="the backendRef serving the current version")
-    canary: BackendRef = Field(description="the backendRef serving the new version")
-
-    @model_validator(mode="after")
-    def _distinct(self) -> GatewayApiRouter:
-        if self.stable.name == self.canary.name:
-            raise ValueError("stable and canary backendRefs must differ")
-        if self.rule is not None and self.rule_name is not None:
-            raise ValueError("give rule or ruleName, not both")
-        return self
-
-
-class SmiRouter(Model):
-    """SMI TrafficSplit (split.smi-spec.io), backends by Service name."""
-
-    traffic_split: Subdomain = Field(description="the TrafficSplit, in the rollout's namespace")
-    stable: Label = Field(description="the backend Service serving the current version")
-    canary: Label = Field(description="the backend Service serving the new version")
-
-    @model_validator(mode="after")
-    def _distinct(self) -> SmiRouter:
-        if self.stable == self.canary:
-            raise ValueError("stable and canary services must differ")
-        return self
-
-
-# A Kubernetes label key (name part) or value: what a Service selector holds.
-LabelValue = Annotated[
-    str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-]
-
-
-class ServiceSelectorRouter(Model):
-    """Blue-green: switch a Service's selector between the blue and green label values."""
-
-    active_service: Label = Field(description="the Service live traffic goes through")
-    preview_service: Label | None = Field(
-        default=None, description="pointed at green before the switch, for pre-promotion checks"
-    )
-    selector_key: LabelValue = Field(
-        default="version", description="the selector key whose value picks the version"
-    )
-    blue: LabelValue = Field(description="the selector value of the current version")
-    green: LabelValue = Field(description="the selector value of the new version")
-
-    @model_validator(mode="after")
-    def _distinct(self) -> ServiceSelectorRouter:
-        if self.blue == self.green:
-            raise ValueError("blue and green selector values must differ")
-        if self.preview_service == self.active_service:
-            raise ValueError("the preview service must differ from the active service")
-        return self
-
-
-ROUTER_KINDS = ("istio", "gatewayApi", "smi", "service")
-
-
-class Router(Model):
-    """How traffic reaches the two versions: exactly one router kind (docs/routers.md)."""
-
-    istio: IstioRouter | None = None
-    gateway_api: GatewayApiRouter | None = None
-    smi: SmiRouter | None = None
-    service: ServiceSelectorRouter | None = Field(
-        default=None, description="blue-green: a Service whose selector is switched"
-    )
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Router:
-        chosen = [name for name, value in self if value is not None]
-        if len(chosen) != 1:
-            raise ValueError(f"set exactly one router kind ({', '.join(ROUTER_KINDS)})")
-        return self
 
 
 class Workloads(Model):
@@ -269,94 +136,6 @@ class BlueGreen(Model):
     )
 
 
-class Threshold(Model):
-    """Thresholds of one check; in a Rollout each may only tighten the profile's."""
-
-    min: float | None = Field(default=None, description="the lowest passing value")
-    max: float | None = Field(default=None, description="the highest passing value")
-    max_ratio_to_stable: Annotated[float, Field(gt=0)] | None = Field(
-        default=None, description="the canary's value may be at most this many times stable's "
-        "(measured in the same query)"
-    )
-
-
-class Sequential(Model):
-    """Anytime-valid test (canaryd.core.sequential): does the canary take more of the bad
-    events than its share of traffic explains? Bad events are errors (a template counting
-    errors per workload) or slow requests (a latency-histogram template with labels.bucket).
-    Evidence accumulates over the whole rollout; false rollbacks stay below alpha however
-    often it is checked, and a failure is decisive at once."""
-
-    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.01
-    ratio: Annotated[float, Field(gt=1, le=100)] = Field(
-        default=2.0,
-        description="steps that may wait (maxPause) wait until a canary this many times worse "
-        "than stable is ruled out",
-    )
-    quantiles: Annotated[list[Annotated[float, Field(gt=0, lt=1)]],
-                         Field(min_length=1, max_length=5)] = Field(
-        default_factory=lambda: [0.5, 0.9, 0.99],
-        description="latency histograms: judge the requests slower than these quantiles of "
-        "both versions' pooled latency",
-    )
-
-
-class Check(Threshold):
-    metric: Label
-    params: dict[Label, str] = Field(default_factory=dict)
-    sequential: Sequential | None = None
-    dry_run: bool = Field(
-        default=False, description="evaluate, record and export it, but never let it decide"
-    )
-
-    @model_validator(mode="after")
-    def _has_threshold(self) -> Check:
-        if (self.min is None and self.max is None and self.max_ratio_to_stable is None
-                and self.sequential is None):
-            raise ValueError("a check needs min, max, maxRatioToStable or sequential")
-        return self
-
-    @property
-    def comparison_only(self) -> bool:
-        """Judged only against stable: nothing to say when stable gets no traffic."""
-        return self.sequential is not None or (self.min is None and self.max is None)
-
-
-class AnalysisRef(Model):
-    """What is checked, and how often: a profile from canaryd's config (its checks,
-    thresholds and limits), optionally tightened for this rollout."""
-
-    profile: Label = Field(
-        default="default", description="the profile's name in canaryd's config (default "
-        "'default'; with a Linkerd router, 'linkerd' when the config has one)"
-    )
-    thresholds: dict[Label, Threshold] = Field(
-        default_factory=dict,
-        max_length=64,
-        description="per-check overrides keyed by metric template name; may only tighten "
-        "the profile's",
-    )
-    interval: Duration | None = Field(
-        default=None, description="how often each check runs, and its query window (e.g. 1m); "
-        "default: the profile's; must lie within its minInterval..maxInterval"
-    )
-    checks: list[Check] = Field(
-        default_factory=list,
-        max_length=32,
-        description="extra checks to try on this rollout: dry-run only (recorded, streamed "
-        "and exported, never deciding anything); deciding checks come from the profile",
-    )
-
-    @model_validator(mode="after")
-    def _only_dry_run(self) -> AnalysisRef:
-        for i, check in enumerate(self.checks):
-            if not check.dry_run:
-                raise ValueError(f"checks[{i}] ({check.metric}): a rollout may only add "
-                                 "dry-run checks (dryRun: true); deciding checks come from "
-                                 "the profile")
-        return self
-
-
 class RolloutSpec(Model):
     """The request: take `version` of `target` to all of its traffic, step by step, checked
     against Prometheus at every step, and back to stable when it misbehaves."""
@@ -437,87 +216,6 @@ class RolloutSpec(Model):
         if old is None:
             return []
         return [f"{old[0]} is deprecated: set spec.analysis.interval instead"]
-
-
-def _mask_trailing_dash(value: str) -> str:
-    return value[:-1] + "a" if value.endswith("-") else value
-
-
-def check_generate_name(value: str) -> str:
-    """What Kubernetes accepts as a generateName prefix (a DNS-1123 subdomain once the
-    trailing dash is masked), short enough for the suffix canaryd or Kubernetes appends."""
-    if len(value) > GENERATE_NAME_MAX:
-        raise ValueError(f"at most {GENERATE_NAME_MAX} characters (a suffix is appended)")
-    check_subdomain(_mask_trailing_dash(value))
-    return value
-
-
-def check_qualified_name(key: str) -> str:
-    """A label or annotation key: `[prefix/]name` (prefix a DNS subdomain, name <= 63)."""
-    prefix, slash, name = key.rpartition("/")
-    if slash:
-        check_subdomain(prefix)
-    if not QUALIFIED_NAME.match(name):
-        raise ValueError(f"{key!r} is not a valid key: an optional DNS subdomain prefix and "
-                         "'/', then at most 63 letters, digits, '-', '_' or '.', starting and "
-                         "ending with a letter or digit")
-    return key
-
-
-def check_label_value(value: str) -> str:
-    if value and not QUALIFIED_NAME.match(value):
-        raise ValueError(f"{value!r} is not a valid label value: at most 63 letters, digits, "
-                         "'-', '_' or '.', starting and ending with a letter or digit")
-    return value
-
-
-def check_annotation_key(key: str) -> str:
-    check_qualified_name(key)
-    prefix = key.rpartition("/")[0]
-    if prefix == GROUP or prefix.endswith("." + GROUP):
-        raise ValueError(f"{key!r}: set by canaryd, not by a request (the {GROUP}/ keys are "
-                         "canaryd's)")
-    return key
-
-
-QUALIFIED_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-GENERATE_NAME_MAX = 243
-MetaKey = Annotated[str, AfterValidator(check_qualified_name)]
-AnnotationKey = Annotated[str, AfterValidator(check_annotation_key)]
-LabelText = Annotated[str, AfterValidator(check_label_value)]
-METADATA_FIELDS = ("name", "generateName", "namespace", "labels", "annotations")
-
-
-class ObjectMeta(BaseModel):
-    """What a submitted Rollout may say about itself. Anything else (finalizers,
-    ownerReferences, server-set fields...) is refused, not passed through."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    name: Subdomain | None = None
-    generate_name: Annotated[str, AfterValidator(check_generate_name)] | None = Field(
-        default=None, alias="generateName")
-    namespace: Label | None = None
-    annotations: Annotated[dict[AnnotationKey, str], Field(max_length=256)] = Field(
-        default_factory=dict)
-    labels: Annotated[dict[MetaKey, LabelText], Field(max_length=256)] = Field(
-        default_factory=dict)
-
-
-class RolloutManifest(BaseModel):
-    """A Rollout as submitted: the same document `kubectl apply` takes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    api_version: Literal["canaryd.io/v1alpha1"] = Field(alias="apiVersion")
-    kind: Literal["Rollout"]
-    metadata: ObjectMeta
-    spec: RolloutSpec
-    status: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _named(self) -> RolloutManifest:
-        if not self.metadata.name and not self.metadata.generate_name:
-            raise ValueError("metadata.name or metadata.generateName is required")
-        return self
 
 
 # ----------------------------------------------------------------------------- status

@@ -16,7 +16,8 @@ import yaml
 
 from canaryd.config import load_settings
 from canaryd.core import machine, plan
-from canaryd.core.model import RolloutManifest, RolloutStatus
+from canaryd.core.manifest import RolloutManifest
+from canaryd.core.model import RolloutStatus
 from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.realkube import RealKube
 from tests.deploy.support import ROOT, kubectl, require_kubectl

@@ -13,8 +13,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.routers import RouterError
 from canaryd.adapters.routers.istio import IstioRouter
-from canaryd.core.model import IstioRouter as IstioSpec
 from canaryd.core.model import Weights
+from canaryd.core.routerspec import IstioRouter as IstioSpec
 from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.runner import install_crds
 from canaryd.sandbox.testing import kube_client

@@ -9,7 +9,8 @@ import yaml
 from kubernetes_asyncio import client
 
 from canaryd.adapters.routers import make_router
-from canaryd.core.model import RolloutManifest, Weights
+from canaryd.core.manifest import RolloutManifest
+from canaryd.core.model import Weights
 from canaryd.sandbox import example_app
 from canaryd.sandbox.mesh import topology
 from tests.routers.support import EXAMPLES

@@ -10,8 +10,9 @@ from kubernetes_asyncio import client
 
 from canaryd.adapters.routers import RouterError, gateway, istio, make_router, smi
 from canaryd.config import load_settings, parse_settings
-from canaryd.core.model import ROUTER_KINDS, RolloutSpec, Router
+from canaryd.core.model import RolloutSpec
 from canaryd.core.plan import PlanError, resolve_analysis
+from canaryd.core.routerspec import ROUTER_KINDS, Router
 from tests.routers.support import CONFIG
 
 ROUTERS: dict[str, dict[str, Any]] = {

@@ -14,8 +14,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.routers import RouterError
 from canaryd.adapters.routers.gateway import VERSIONS, GatewayApiRouter, shares, weight_of
-from canaryd.core.model import BackendRef, Weights
-from canaryd.core.model import GatewayApiRouter as Spec
+from canaryd.core.model import Weights
+from canaryd.core.routerspec import BackendRef
+from canaryd.core.routerspec import GatewayApiRouter as Spec
 from tests.routers.support import NS, Objects
 
 GATEWAY, LINKERD = "gateway.networking.k8s.io", "policy.linkerd.io"

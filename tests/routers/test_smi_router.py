@@ -13,8 +13,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.adapters.routers import RouterError
 from canaryd.adapters.routers.smi import GROUP, VERSION, SmiRouter
-from canaryd.core.model import SmiRouter as Spec
 from canaryd.core.model import Weights
+from canaryd.core.routerspec import SmiRouter as Spec
 from tests.routers.support import NS, Objects
 
 SPLIT = "podinfo-smi"

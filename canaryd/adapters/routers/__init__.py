@@ -9,7 +9,8 @@ from __future__ import annotations
 from kubernetes_asyncio import client
 
 from canaryd.adapters.routers.base import Router, RouterError, read_back, weight_op
-from canaryd.core.model import ROUTER_KINDS, RolloutSpec
+from canaryd.core.model import RolloutSpec
+from canaryd.core.routerspec import ROUTER_KINDS
 
 __all__ = ["Router", "RouterError", "make_router", "read_back", "weight_op"]
 

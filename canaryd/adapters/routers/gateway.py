@@ -31,8 +31,9 @@ from canaryd.adapters.routers.base import (
     shares,
     weight_op,
 )
-from canaryd.core.model import BackendRef, Weights
-from canaryd.core.model import GatewayApiRouter as GatewayApiSpec
+from canaryd.core.model import Weights
+from canaryd.core.routerspec import BackendRef
+from canaryd.core.routerspec import GatewayApiRouter as GatewayApiSpec
 
 # The storage version of each group's HTTPRoute CRD (canaryd/data/crds/*-httproute.yaml).
 VERSIONS = {"gateway.networking.k8s.io": "v1", "policy.linkerd.io": "v1beta3"}

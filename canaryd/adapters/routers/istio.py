@@ -14,8 +14,9 @@ from kubernetes_asyncio import client
 
 from canaryd.adapters.kube import TIMEOUT
 from canaryd.adapters.routers.base import JSON_PATCH, RouterError, call, read_back, weight_op
-from canaryd.core.model import Destination, Weights
-from canaryd.core.model import IstioRouter as IstioSpec
+from canaryd.core.model import Weights
+from canaryd.core.routerspec import Destination
+from canaryd.core.routerspec import IstioRouter as IstioSpec
 
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1beta1", "virtualservices"
 

@@ -14,8 +14,8 @@ from canaryd.adapters.errors import NotFound
 from canaryd.adapters.kube import TIMEOUT
 from canaryd.adapters.retry import kube_json
 from canaryd.adapters.routers.base import JSON_PATCH, RouterError, call, read_back
-from canaryd.core.model import ServiceSelectorRouter as SelectorSpec
 from canaryd.core.model import Weights
+from canaryd.core.routerspec import ServiceSelectorRouter as SelectorSpec
 
 
 def _pointer(key: str) -> str:

@@ -28,8 +28,8 @@ from canaryd.adapters.routers.base import (
     shares,
     weight_op,
 )
-from canaryd.core.model import SmiRouter as SmiSpec
 from canaryd.core.model import Weights
+from canaryd.core.routerspec import SmiRouter as SmiSpec
 
 GROUP, VERSION, PLURAL = "split.smi-spec.io", "v1alpha2", "trafficsplits"
 T = TypeVar("T")
