@@ -96,6 +96,31 @@ async def test_version_is_the_pinned_release_and_pods_become_ready(
     assert {p.spec.node_name.startswith("kwok-node-") for p in pods.items} == {True}
 
 
+async def test_nodes_stay_alive_through_renewed_node_leases(
+    real_kube: RealKube, api: client.ApiClient
+) -> None:
+    """kwok keeps each Node's Lease renewed, as a kubelet does; without that the node
+    lifecycle controller marks the Nodes, and every Pod on them, NotReady after 50 s."""
+    coord = client.CoordinationV1Api(api)
+
+    async def renewals() -> dict[str, Any]:
+        leases = await coord.list_namespaced_lease("kube-node-lease")
+        return {item.metadata.name: item.spec.renew_time for item in leases.items}
+
+    first = await eventually(renewals, timeout=30, what="node Leases in kube-node-lease")
+    assert set(first) == {f"kwok-node-{i}" for i in range(3)}
+
+    async def all_renewed() -> bool:
+        now = await renewals()
+        return all(now[name] > first[name] for name in first)
+
+    await eventually(all_renewed, timeout=45, what="every node Lease renewed")
+    nodes = await client.CoreV1Api(api).list_node()
+    for node in nodes.items:
+        ready = next(c for c in node.status.conditions if c.type == "Ready")
+        assert ready.status == "True", (node.metadata.name, ready.reason)
+
+
 def rollout(name: str, **analysis: Any) -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load((ROOT / "config/examples/canary.yaml").read_text())
     body["metadata"] = {"name": name, "namespace": NS}

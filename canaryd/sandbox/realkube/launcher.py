@@ -419,6 +419,10 @@ class RealKube:
             self._bin("kwok"), f"--kubeconfig={self._component_kubeconfig()}",
             "--manage-all-nodes=true", "--node-ip=127.0.0.1", f"--cidr={POD_CIDR}",
             f"--server-address=127.0.0.1:{self.ports['kwok-metrics']}",
+            # Node liveness by Lease, as kubelets do: without it kwok's heartbeat stage
+            # touches Node status only every 10-20 minutes, the node lifecycle controller
+            # marks every Node NotReady after its 50 s grace period, and each Pod with it.
+            "--node-lease-duration-seconds=40",
         ]
         for stage in self.binaries.stages:
             argv += ["-c", str(stage)]
