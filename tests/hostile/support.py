@@ -154,7 +154,7 @@ class MemoryGuard:
         self._limit: tuple[int, int] | None = None
         self._reset = False
 
-    def _kib(self, field: str) -> int:
+    def kib(self, field: str) -> int:
         text = Path(f"/proc/{self.pid}/status").read_text()
         return int(re.search(rf"{field}:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
 
@@ -162,10 +162,10 @@ class MemoryGuard:
         with contextlib.suppress(OSError):
             Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
             self._reset = True
-        self.start = self.peak = self._kib("VmRSS")
+        self.start = self.peak = self.kib("VmRSS")
         with contextlib.suppress(OSError):
             self._limit = resource.prlimit(self.pid, resource.RLIMIT_AS)
-            cap = (self._kib("VmSize") + 4 * 1024 * 1024) * 1024
+            cap = (self.kib("VmSize") + 4 * 1024 * 1024) * 1024
             hard = self._limit[1]
             resource.prlimit(self.pid, resource.RLIMIT_AS,
                              (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
@@ -175,7 +175,7 @@ class MemoryGuard:
     def _watch(self) -> None:
         while not self._stop.wait(0.01):
             try:
-                rss = self._kib("VmRSS")
+                rss = self.kib("VmRSS")
             except (OSError, AttributeError):
                 return  # gone
             self.peak = max(self.peak, rss)
@@ -189,7 +189,7 @@ class MemoryGuard:
         self._thread.join()
         with contextlib.suppress(OSError, AttributeError):
             if self._reset:
-                self.peak = max(self.peak, self._kib("VmHWM"))
+                self.peak = max(self.peak, self.kib("VmHWM"))
             if self._limit is not None:
                 resource.prlimit(self.pid, resource.RLIMIT_AS, self._limit)
         if self.killed:
@@ -234,8 +234,10 @@ def _ready_line(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def daemon_process(tmp: Path, *, env: dict[str, str] | None = None) -> Iterator[Daemon]:
-    """The sandbox API server and `canaryd serve` as processes, stopped on exit."""
+def daemon_process(tmp: Path, *, env: dict[str, str] | None = None,
+                   limits: dict[str, str] | None = LIMITS) -> Iterator[Daemon]:
+    """The sandbox API server and `canaryd serve` as processes, stopped on exit. `limits`:
+    CANARYD_HTTP_* bounds (small ones by default; None for the daemon's own defaults)."""
     kubeconfig = tmp / "kubeconfig"
     api = subprocess.Popen(
         [sys.executable, "-m", "canaryd.sandbox.apiserver", "--kubeconfig", str(kubeconfig)],
@@ -262,7 +264,7 @@ def daemon_process(tmp: Path, *, env: dict[str, str] | None = None) -> Iterator[
                  "--prometheus-url", "http://127.0.0.1:9", "--log-level", "info"],
                 stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT),
-                     **{f"CANARYD_HTTP_{k}": v for k, v in LIMITS.items()}, **(env or {})})
+                     **{f"CANARYD_HTTP_{k}": v for k, v in (limits or {}).items()}, **(env or {})})
         procs.append(serve)
         url = _ready_line(serve, time.monotonic() + 30)["url"]
         yield Daemon(url=url, port=int(url.rsplit(":", 1)[1]), pid=serve.pid, log=log,
