@@ -20,8 +20,10 @@ from canaryd.analysis.templates import builtin_metrics
 from canaryd.core.analysisspec import Check as Check
 from canaryd.core.analysisspec import Sequential as Sequential
 from canaryd.core.durations import Duration
+from canaryd.core.hookspec import Hooks
 from canaryd.core.model import Model
 from canaryd.core.names import Label
+from canaryd.hooksconfig import HookSettings, Notifications
 
 PROMQL_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 BUILTIN_PLACEHOLDERS = frozenset({"target", "namespace", "workload", "interval"})
@@ -102,6 +104,9 @@ class Profile(Model):
     min_passed_runs: Annotated[int, Field(ge=1)] = Field(
         default=1, description="passing analysis runs needed before a step may advance"
     )
+    hooks: Hooks = Field(
+        default_factory=list, description="hooks of every rollout using this profile "
+        "(a rollout's hook of the same name replaces one)")
     allow_unanalysed_promotion: bool = Field(
         default=False,
         description="let role submit send plans whose step reaching 100% (or every step) "
@@ -132,6 +137,8 @@ class Settings(Model):
     controller: ControllerSettings = ControllerSettings()
     metrics: dict[Label, MetricTemplate] = Field(default_factory=dict)
     profiles: dict[Label, Profile] = Field(default_factory=dict)
+    hooks: HookSettings = HookSettings()
+    notifications: Notifications = Notifications()
 
     def metric(self, name: str) -> MetricTemplate:
         return self.metrics[name]

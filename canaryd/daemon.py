@@ -175,6 +175,7 @@ class Daemon:
             await asyncio.gather(*tasks, drive, return_exceptions=True)
             if self.elector is not None and self.elector.is_leader():
                 await self.elector.release()
+            await self.controller.hooks.close()
             await runner.cleanup()
             if self.api is not None:
                 await self.api.close()

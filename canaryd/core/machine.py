@@ -16,7 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from canaryd.core import conditions
+from canaryd.core import hooks as hooking
 from canaryd.core import verdict as verdicts
+from canaryd.core.hooks import HookReport, RunHook
+from canaryd.core.hookspec import Hook, HookRun
 from canaryd.core.model import (
     ACTION_ANNOTATION,
     REASON_WRITTEN,
@@ -87,6 +90,7 @@ class Observations:
     action: str | None = None  # the canaryd.io/action annotation, as written
     invalid: str | None = None
     stable_scaled_down: bool | None = None
+    hooks: tuple[HookReport, ...] = ()  # what hook calls came back with
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,13 @@ class Context:
     generation: int | None = None
     checks_kept: int = 20
     scale_down: tuple[str, float] | None = None  # (deployment, delay): blue-green clean-up
+    hooks: tuple[Hook, ...] = ()  # the profile's and the rollout's (canaryd.core.hooks)
 
 
 @dataclass(frozen=True)
 class Decision:
     status: RolloutStatus
-    actions: tuple[SetWeights | ScaleDown, ...] = ()
+    actions: tuple[SetWeights | ScaleDown | RunHook, ...] = ()
     transitions: tuple[Transition, ...] = ()
     clear_action: bool = False
     requeue_after: float | None = None
@@ -119,7 +124,8 @@ class _Builder:
     now: datetime
     status: RolloutStatus
     transitions: list[Transition] = field(default_factory=list)
-    actions: list[SetWeights | ScaleDown] = field(default_factory=list)
+    actions: list[SetWeights | ScaleDown | RunHook] = field(default_factory=list)
+    finished: list[HookRun] = field(default_factory=list)  # hook runs that finished now
     requeue: float | None = None
     problem: conditions.Problem | None = None  # reported as Degraded=True
 
@@ -184,6 +190,7 @@ def _start_step(b: _Builder, ctx: Context, index: int, trigger: Trigger, message
         paused_by=None,
     )
     b.route(ctx.steps[index].weight)
+    hooking.start(b, ctx.hooks, "step", index)
 
 
 def _promote(b: _Builder, trigger: Trigger, message: str) -> None:
@@ -221,8 +228,17 @@ def _operator(b: _Builder, ctx: Context, obs: Observations) -> bool:
     return True
 
 
+def _confirmed(b: _Builder, ctx: Context, message: str) -> bool:
+    """Whether the confirmPromotion gates said yes (a no rolls back)."""
+    return hooking.confirmed(
+        b, ctx.hooks, message, resume=lambda why: b.move(T.RESUME, why, paused_by=None),
+        fail=lambda why: _start_rollback(b, T.HOOK_FAILED, why, Phase.ROLLED_BACK))
+
+
 def _advance(b: _Builder, ctx: Context, message: str) -> None:
     nxt = b.status.step_index + 1
+    if nxt == hooking.confirm_index(ctx.steps) and not _confirmed(b, ctx, message):
+        return
     if nxt >= len(ctx.steps):
         _promote(b, T.LAST_STEP_PASSED, f"{message}; all {len(ctx.steps)} steps passed")
     else:
@@ -245,11 +261,18 @@ def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
         b.wake_in(1.0)
     elif obs.router_error is not None:
         b.move(T.ROUTER_BROKEN, f"routing not touched: {obs.router_error}")
-    elif obs.canary is not None and obs.canary.available:
-        _start_step(
-            b, ctx, 0, T.READY,
-            f"canary available; step 1/{len(ctx.steps)} at {ctx.steps[0].weight}%",
-        )
+    elif (obs.canary is not None and obs.canary.available) or any(
+            r.stage == "preRollout" for r in b.status.hooks):
+        pre = hooking.gate(b, ctx.hooks, "preRollout")
+        if isinstance(pre, HookRun):
+            b.move(T.HOOK_FAILED, f"{hooking.describe(pre)}; routing not touched")
+        elif pre == hooking.RUNNING:
+            b.update(reason="canary available; running preRollout hooks")
+        elif hooking.confirm_index(ctx.steps) > 0 or _confirmed(b, ctx, "canary available"):
+            _start_step(
+                b, ctx, 0, T.READY,
+                f"canary available; step 1/{len(ctx.steps)} at {ctx.steps[0].weight}%",
+            )
     elif _since(b.now, b.status.phase_started_at) >= ctx.ready_timeout:
         detail = obs.canary.detail if obs.canary is not None else "not observed"
         b.move(
@@ -338,6 +361,8 @@ def analysis_due(ctx: Context, status: RolloutStatus, now: datetime) -> bool:
         return False
     if status.step_index < len(ctx.steps) and not ctx.steps[status.step_index].analysis:
         return False
+    if hooking.running_step_hooks(status):
+        return False  # a step's hooks run before its analysis
     anchor = status.last_analysis_at or status.step_started_at
     return anchor is not None and _since(now, anchor) >= ctx.analysis.interval
 
@@ -347,10 +372,16 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
     if obs.router_error is not None:
         _start_rollback(b, T.ROUTER_BROKEN, f"routing error: {obs.router_error}", Phase.FAILED)
         return
+    for run in b.finished:  # a failed step hook counts as a failed analysis run
+        if (why := hooking.failed_run(b, ctx.analysis.limits, run)) is not None:
+            _start_rollback(b, T.ANALYSIS_FAILED, why, Phase.ROLLED_BACK)
+            return
     if obs.analysis is not None:
         _record_run(b, ctx, obs.analysis, obs.analysis_time)
         if b.status.phase is not P.PROGRESSING:
             return
+    if hooking.running_step_hooks(b.status):
+        return  # the step's hooks first (they wake it when they answer)
     s = b.status
     step = ctx.steps[s.step_index]
     elapsed = _since(b.now, s.step_started_at)
@@ -365,7 +396,7 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
     done = (analysed or not step.analysis) and elapsed >= step.pause and not waiting
     if done:
         label = f"step {s.step_index + 1}/{len(ctx.steps)} passed"
-        if step.gate == "manual":
+        if step.gate == "manual" and not hooking.confirming(b.status):
             b.move(T.GATE, f"{label}; waiting for manual approval (resume or promote)",
                    paused_by="gate")
         else:
@@ -453,6 +484,8 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
     if ctx.generation is not None and status.observed_generation != ctx.generation:
         b.update(observed_generation=ctx.generation)
     phase = status.phase
+    if status.hooks or obs.hooks:
+        b.finished = hooking.absorb(b, ctx.hooks, obs.hooks)
     if not phase.terminal:
         if phase in (P.PROGRESSING, P.PAUSED, P.PROMOTING, P.ROLLING_BACK):
             _reconverge(b, obs)
@@ -465,6 +498,10 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
                 _progressing(b, ctx, obs)
             elif phase in (P.PROMOTING, P.ROLLING_BACK):
                 _converging(b, ctx, obs)
+    if b.status.phase is P.ROLLING_BACK and phase is not P.ROLLING_BACK:
+        hooking.start(b, ctx.hooks, "rollback")
+    if b.status.phase.terminal and not phase.terminal:
+        hooking.start(b, ctx.hooks, "postRollout")
     new = b.status
     progress = step_progress(new)
     if progress != new.step_progress:

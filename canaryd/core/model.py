@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, model_validator
 from canaryd.core.analysisspec import AnalysisRef
 from canaryd.core.base import Model as Model
 from canaryd.core.durations import Duration, format_duration
+from canaryd.core.hookspec import HookRun, Hooks
 from canaryd.core.names import Label
 from canaryd.core.routerspec import Router
 
@@ -163,6 +164,9 @@ class RolloutSpec(Model):
     supersede: bool = Field(
         default=False, description="roll back a running rollout of the same target first"
     )
+    hooks: Hooks = Field(
+        default_factory=list, description="calls at stages of the rollout (docs/hooks.md); "
+        "they replace the profile's hooks of the same name")
 
     @model_validator(mode="after")
     def _strategy_fits(self) -> RolloutSpec:
@@ -388,6 +392,11 @@ class RolloutStatus(Model):
         default=None, description="when the current leader claimed this rollout (fencing)"
     )
     sequence: Count = Field(default=0, description="transition counter; events are numbered by it")
+    hooks: list[HookRun] = Field(
+        default_factory=list, max_length=256, description="every hook call of this rollout")
+    notified: dict[str, int] = Field(
+        default_factory=dict, max_length=64,
+        description="per notification receiver: the last status.sequence it was sent")
 
 
 def parse_status(raw: dict[str, Any] | None) -> RolloutStatus:

@@ -34,6 +34,7 @@ class Trigger(enum.StrEnum):
     TRAFFIC_CONFIRMED = "TrafficConfirmed"
     ABORT_CONFIRMED = "AbortConfirmed"
     FAILURE_CONFIRMED = "FailureConfirmed"
+    HOOK_FAILED = "HookFailed"
 
 
 P, T = Phase, Trigger
@@ -44,6 +45,7 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
         T.INVALID: P.FAILED,
         T.BLOCKED: P.FAILED,
         T.ROUTER_BROKEN: P.FAILED,
+        T.HOOK_FAILED: P.FAILED,
         T.ABORT: P.ABORTED,
         T.SUPERSEDED: P.ABORTED,
     },
@@ -55,6 +57,7 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
         T.INCONCLUSIVE_PAUSE: P.PAUSED,
         T.INCONCLUSIVE_ROLLBACK: P.ROLLING_BACK,
         T.ROUTER_BROKEN: P.ROLLING_BACK,
+        T.HOOK_FAILED: P.ROLLING_BACK,
         T.PAUSE: P.PAUSED,
         T.PROMOTE: P.PROMOTING,
         T.ABORT: P.ROLLING_BACK,

@@ -23,8 +23,10 @@ from canaryd.adapters.prometheus import PrometheusClient
 from canaryd.adapters.retry import kube_observer
 from canaryd.config import Settings
 from canaryd.core import reading, targets
+from canaryd.core.hooks import pending as hooks_pending
 from canaryd.runtime.analysis import Analyzer
 from canaryd.runtime.cache import RolloutCache
+from canaryd.runtime.hooks import HookRunner
 from canaryd.runtime.informer import Informer, Listener
 from canaryd.runtime.metrics import DaemonMetrics
 from canaryd.runtime.queue import DueQueue
@@ -65,9 +67,11 @@ class Controller:
         self.queue = DueQueue()
         self.reporter = Reporter(store=self.store, cache=self.cache, metrics=metrics,
                                  clock=clock, may_write=may_write)
+        self.hooks = HookRunner(settings=settings, api=api, wake=self.queue.touch,
+                                registry=metrics.registry, clock=clock)
         self.reconciler = Reconciler(api=api, store=self.store, cache=self.cache,
                                      reporter=self.reporter, metrics=metrics,
-                                     identity=identity, may_write=may_write)
+                                     identity=identity, may_write=may_write, hooks=self.hooks)
         self._informer = Informer(self.store, self.cache, self._changed)
 
     @property
@@ -84,6 +88,7 @@ class Controller:
         if kind == "DELETED":
             self.queue.forget(key)
             self.reporter.forget(key)
+            self.hooks.settle(key, None)
             return
         read = self.cache.read(obj)
         spec = obj.get("spec")
@@ -143,7 +148,7 @@ class Controller:
         self.prometheus.reconfigure(prom.url, timeout=prom.timeout, retries=prom.retries)
         self.reporter.phases()
         self.reporter.expire(time.monotonic())
-        due = self.queue.take(k for k, obj in self.cache.items() if self.cache.read(obj).active)
+        due = self.queue.take(k for k, obj in self.cache.items() if self._live(obj))
         if not due:
             return
         try:
@@ -153,6 +158,11 @@ class Controller:
                 if self.queue.busy(key):
                     self.queue.done(key, 1.0)
         self.reporter.phases()
+
+    def _live(self, obj: dict[str, Any]) -> bool:
+        """Active, or finished with a hook call still out (postRollout, rollback)."""
+        read = self.cache.read(obj)
+        return read.active or (read.status is not None and hooks_pending(read.status))
 
     async def _reconcile(self, due: list[str], settings: Settings) -> None:
         arbitration = targets.arbitrate(

@@ -24,6 +24,7 @@ from canaryd.adapters.kube import ObjectRef, RolloutStore, Workloads
 from canaryd.adapters.routers import Router, RouterError, make_router
 from canaryd.config import Settings
 from canaryd.core import machine, plan, reading, targets
+from canaryd.core.hooks import RunHook
 from canaryd.core.model import (
     ACTION_ANNOTATION,
     RETIRED_STATUS_FIELDS,
@@ -34,6 +35,7 @@ from canaryd.core.model import (
 )
 from canaryd.core.queryplan import Job
 from canaryd.runtime.cache import RolloutCache
+from canaryd.runtime.hooks import HookRunner, hooks_of
 from canaryd.runtime.metrics import DaemonMetrics
 from canaryd.runtime.report import Reporter
 
@@ -77,8 +79,10 @@ def _spec(raw: dict[str, Any], settings: Settings, ctx: machine.Context
     try:
         spec = RolloutSpec.model_validate(raw.get("spec") or {})
         bg = spec.blue_green
+        analysis = plan.resolve_analysis(settings, spec)
         return spec, dataclasses.replace(
-            ctx, steps=plan.steps(spec), analysis=plan.resolve_analysis(settings, spec),
+            ctx, steps=plan.steps(spec), analysis=analysis,
+            hooks=hooks_of(settings, spec, analysis.profile),
             ready_timeout=spec.workloads.ready_timeout,
             scale_down=(spec.workloads.stable, bg.scale_down_delay)
             if bg is not None and bg.scale_down else None,
@@ -93,12 +97,13 @@ class Reconciler:
     def __init__(
         self, *, api: client.ApiClient, store: RolloutStore, cache: RolloutCache,
         reporter: Reporter, metrics: DaemonMetrics, identity: str,
-        may_write: Callable[[], bool],
+        may_write: Callable[[], bool], hooks: HookRunner | None = None,
     ) -> None:
         self.api, self.store, self.cache = api, store, cache
         self.workloads = Workloads(api)
         self.reporter, self.metrics = reporter, metrics
         self.identity, self.may_write = identity, may_write
+        self.hooks = hooks
 
     # ------------------------------------------------------------------ observe
 
@@ -129,6 +134,7 @@ class Reconciler:
             invalid=invalid, action=action if isinstance(action, str) else None,
             blocking=arb.blocking if arb else None, waiting_for=arb.waiting_for if arb else None,
             superseded_by=arb.superseded_by if arb else None, shared=arb.shared if arb else None,
+            hooks=self.hooks.reports(key) if self.hooks is not None else (),
         )
         router = make_router(self.api, ref.namespace, spec) if spec is not None else None
         if spec is not None and router is not None:
@@ -221,7 +227,11 @@ class Reconciler:
         """The decision's router writes and scale-down, then the consumed action cleared.
         The requeue the decision asked for (1 s, and the action kept, when a write failed)."""
         requeue, failed = decision.requeue_after, False
+        if self.hooks is not None and w.spec is not None:
+            self.hooks.act(w.key, w.raw, w.spec, decision.status, decision.actions, w.ctx.hooks)
         for action in decision.actions:
+            if isinstance(action, RunHook):
+                continue
             if not self.may_write():
                 bound.info("leadership lost before the router write; next leader converges")
                 return requeue

@@ -9,6 +9,8 @@ import pytest
 
 from canaryd.config import parse_settings
 from canaryd.core import machine, transitions
+from canaryd.core.hooks import HookReport
+from canaryd.core.hookspec import Hook
 from canaryd.core.model import CheckResult, Phase, RolloutSpec, RolloutStatus, Verdict, Weights
 from canaryd.core.plan import PlanError, resolve_analysis, steps
 
@@ -54,7 +56,7 @@ def make_spec(**plan: object) -> RolloutSpec:
 def context(spec: RolloutSpec, settings=SETTINGS) -> machine.Context:  # type: ignore[no-untyped-def]
     return machine.Context(
         steps=steps(spec), analysis=resolve_analysis(settings, spec),
-        ready_timeout=spec.workloads.ready_timeout,
+        ready_timeout=spec.workloads.ready_timeout, hooks=tuple(spec.hooks),
     )
 
 
@@ -85,7 +87,8 @@ class Driver:
         decision = machine.decide(self.ctx, self.status, observations, self.now)
         self.status = decision.status
         for action in decision.actions:
-            self.router = action.weights
+            if isinstance(action, machine.SetWeights):
+                self.router = action.weights
         self.transitions.extend(decision.transitions)
         return decision
 
@@ -313,6 +316,8 @@ def _events() -> list[tuple[float, dict[str, object], Verdict | None]]:
         *((1, {"action": a}, None) for a in [*transitions.ACTIONS, "explode"]),
         (1, {"superseded_by": "demo/newer"}, None), (1, broken, None),
         (1, {"invalid": "x"}, None), (1, {"blocking": "x"}, None),
+        *((1, {"hooks": (HookReport(id=i, outcome=o, reason="r", at=T0),)}, None)  # type: ignore[arg-type]
+          for i in ("preRollout/smoke", "confirmPromotion/cab") for o in ("Passed", "Failed")),
     ]
 
 
@@ -326,6 +331,9 @@ def test_exploring_every_event_from_every_state_takes_each_transition_in_the_tab
         make_spec(steps=[{"weight": 10, "gate": "manual"}, {"weight": 50, "gate": "manual"}]),
         make_spec(steps=[{"weight": 30}]).model_copy(update={
             "analysis": make_spec().analysis.model_validate({"profile": "strict"})}),
+        make_spec(steps=[{"weight": 30}]).model_copy(update={"hooks": [
+            Hook.model_validate({"name": n, "stage": s, "webhook": {"url": "http://h/"}})
+            for n, s in (("smoke", "preRollout"), ("cab", "confirmPromotion"))]}),
     ]
     taken: set[tuple[Phase, transitions.Trigger, Phase]] = set()
     for spec in specs:
@@ -334,8 +342,11 @@ def test_exploring_every_event_from_every_state_takes_each_transition_in_the_tab
             d = frontier.pop(0)
             s = d.status
             state = (s.phase, s.step_index, s.paused_by, s.outcome, s.failures,
-                     s.consecutive_failures, s.consecutive_inconclusive, s.passed_runs_in_step,
-                     s.phase_started_at is None, d.router)
+                     # passes beyond the profile's minimum change nothing (a gate may wait)
+                     s.consecutive_failures, s.consecutive_inconclusive,
+                     min(s.passed_runs_in_step, 2),
+                     s.phase_started_at is None, d.router,
+                     tuple(r.outcome for r in s.hooks))
             if state in seen or s.phase.terminal:
                 continue
             seen.add(state)

@@ -1,0 +1,231 @@
+"""Hook calls, off the reconcile loop: each RunHook action becomes a task whose answer waits
+here as a `HookReport` until the next decision folds it into status.
+
+A call is started only after the status recording it as Running was written (the
+controller performs actions after the write), so a restarted or new leader finds it there:
+a gate (confirmPromotion) is asked again, asking being idempotent by its contract; any
+other call is not repeated, the machine times it out (`canaryd.core.hooks.absorb`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import structlog
+from kubernetes_asyncio import client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from canaryd.adapters import webhook
+from canaryd.adapters.errors import KubeError
+from canaryd.adapters.retry import kube_call
+from canaryd.config import Settings
+from canaryd.core.hooks import HookReport, RunHook, resolve
+from canaryd.core.hookspec import Hook, HookRun
+from canaryd.core.model import RolloutSpec, RolloutStatus
+
+log = structlog.get_logger("canaryd.hooks")
+Key = tuple[str, str]  # (rollout, run id)
+
+
+class SecretError(ValueError):
+    """A hook's signing secret cannot be read (the message names the field)."""
+
+
+async def read_secret(
+    hook: Hook, namespace: str, settings: Settings, api: client.ApiClient | None, where: str,
+) -> bytes | None:
+    """The signing secret of `hook` (None when it has none); SecretError saying which field
+    and why, never the secret."""
+    spec = hook.webhook
+    if spec.secret_file is not None:
+        path = settings.hooks.secret_path(spec.secret_file)
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise SecretError(f"{where}.webhook.secretFile: cannot read {path}: "
+                              f"{exc.strerror or type(exc).__name__}") from None
+        if not data.strip():
+            raise SecretError(f"{where}.webhook.secretFile: {path} is empty")
+        return data.strip()
+    ref = spec.secret_ref
+    if ref is None:
+        return None
+    if api is None:
+        raise SecretError(f"{where}.webhook.secretRef: no Kubernetes client to read it with")
+    core = client.CoreV1Api(api)
+    try:
+        secret = await kube_call(f"read secret {namespace}/{ref.name}",
+                                 lambda: core.read_namespaced_secret(ref.name, namespace))
+    except KubeError as exc:
+        raise SecretError(f"{where}.webhook.secretRef: Secret {namespace}/{ref.name} cannot "
+                          f"be read ({type(exc).__name__})") from None
+    value = (secret.data or {}).get(ref.key)
+    if not value:
+        raise SecretError(f"{where}.webhook.secretRef: Secret {namespace}/{ref.name} has no "
+                          f"key {ref.key!r}")
+    return base64.b64decode(value)
+
+
+def payload(raw: Mapping[str, Any], spec: RolloutSpec, status: RolloutStatus, run: HookRun,
+            ) -> dict[str, Any]:
+    """What a hook is told: the rollout, the stage, where it stands, its last checks."""
+    meta = raw.get("metadata") or {}
+    last = max((c.seq for c in status.checks), default=None)
+    checks = [{"metric": c.metric, "value": c.value, "stableValue": c.stable_value,
+               "threshold": c.threshold, "verdict": c.verdict.value, "reason": c.reason,
+               "unit": c.unit, "dryRun": bool(c.dry_run)}
+              for c in status.checks if c.seq == last]
+    return {
+        "delivery": f"{meta.get('uid', '')}/{run.id}",
+        "rollout": {"namespace": meta.get("namespace"), "name": meta.get("name"),
+                    "uid": meta.get("uid")},
+        "hook": run.name, "stage": run.stage,
+        "step": run.step + 1 if run.step is not None else status.step_index + 1,
+        "stepCount": status.step_count,
+        "phase": status.phase.value, "reason": status.reason,
+        "target": spec.target, "version": spec.version,
+        "workloads": {"stable": spec.workloads.stable, "canary": spec.workloads.canary},
+        "weights": status.weights.wire() if status.weights else None,
+        "checks": checks,
+    }
+
+
+class HookRunner:
+    def __init__(
+        self, *, settings: Callable[[], Settings], api: client.ApiClient | None,
+        wake: Callable[[str], None], registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.api = api
+        self.wake = wake
+        self.clock = clock
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._reports: dict[str, dict[str, HookReport]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._policy: webhook.AddressPolicy | None = None
+        self.calls = Counter("canaryd_hook_calls", "Hook calls by stage and outcome",
+                             ["stage", "outcome"], registry=registry)
+        self.seconds = Histogram("canaryd_hook_call_seconds", "Hook call latency",
+                                 ["stage"], registry=registry)
+
+    def reports(self, key: str) -> tuple[HookReport, ...]:
+        return tuple(self._reports.get(key, {}).values())
+
+    def running(self, key: str, run_id: str) -> bool:
+        task = self._tasks.get((key, run_id))
+        return task is not None and not task.done()
+
+    def _client(self) -> aiohttp.ClientSession:
+        policy = self.settings().hooks.policy()
+        if self._session is None or policy != self._policy:
+            if self._session is not None:
+                old = self._session
+                asyncio.get_running_loop().create_task(old.close())
+            self._session, self._policy = webhook.session(policy), policy
+        return self._session
+
+    def start(self, key: str, namespace: str, run: HookRun, hook: Hook,
+              body: dict[str, Any]) -> None:
+        """Call `hook` for `run` unless that call is already out."""
+        if self.running(key, run.id):
+            return
+        self._tasks[(key, run.id)] = asyncio.get_running_loop().create_task(
+            self._call(key, namespace, run, hook, body), name=f"hook {key} {run.id}")
+
+    def settle(self, key: str, status: RolloutStatus | None) -> None:
+        """Forget what status already holds: reports of finished runs, their tasks (a gate
+        past its maxWait stops being asked). `None`: the rollout is gone."""
+        done = {r.id for r in status.hooks if r.done} if status is not None else None
+        reports = self._reports.get(key, {})
+        for rid in list(reports):
+            if done is None or rid in done:
+                reports.pop(rid)
+        if not reports:
+            self._reports.pop(key, None)
+        for (k, rid), task in list(self._tasks.items()):
+            if k == key and (done is None or rid in done or task.done()):
+                if not task.done():
+                    task.cancel()
+                self._tasks.pop((k, rid), None)
+
+    def _report(self, key: str, run: HookRun, outcome: str, reason: str, asks: int) -> None:
+        assert outcome in ("Waiting", "Passed", "Failed")
+        self._reports.setdefault(key, {})[run.id] = HookReport(
+            id=run.id, outcome=outcome, reason=reason, at=self.clock(), asks=asks)  # type: ignore[arg-type]
+        self.wake(key)
+
+    async def _call(self, key: str, namespace: str, run: HookRun, hook: Hook,
+                    body: dict[str, Any]) -> None:
+        where = f"hook {hook.name}"
+        try:
+            secret = await read_secret(hook, namespace, self.settings(), self.api, where)
+        except SecretError as exc:
+            self.calls.labels(run.stage, "Failed").inc()
+            self._report(key, run, "Failed", str(exc), 0)
+            return
+        asks = 0
+        while True:
+            asks += 1
+            started = time.monotonic()
+            answer = await webhook.post(
+                self._client(), hook.webhook.url, {**body, "asks": asks},
+                deadline=hook.timeout, retries=hook.retries, secret=secret,
+                headers={"X-Canaryd-Delivery": body["delivery"]}, what=f"{key} {run.id}")
+            self.seconds.labels(run.stage).observe(time.monotonic() - started)
+            code = answer.status
+            if code is not None and 200 <= code < 300:
+                outcome = "Passed"
+            elif code == webhook.NOT_YET and run.stage == "confirmPromotion":
+                self.calls.labels(run.stage, "Waiting").inc()
+                self._report(key, run, "Waiting", f"not yet ({answer.detail}), asked {asks}x",
+                             asks)
+                await asyncio.sleep(hook.interval)
+                continue
+            else:
+                outcome = "Failed"
+            self.calls.labels(run.stage, outcome).inc()
+            log.info("hook answered", rollout=key, hook=run.id, outcome=outcome,
+                     url=webhook.redact(hook.webhook.url), detail=answer.detail[:300])
+            self._report(key, run, outcome, answer.detail, asks)
+            return
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                await self._session.close()
+            self._session = None
+
+    def act(self, key: str, raw: Mapping[str, Any], spec: RolloutSpec, status: RolloutStatus,
+            actions: tuple[Any, ...], hooks: tuple[Hook, ...]) -> None:
+        """After the status write: start the calls the decision asked for, and ask again
+        the gates recorded as waiting that no task asks (a restarted or new leader)."""
+        namespace = str((raw.get("metadata") or {}).get("namespace"))
+        for action in actions:
+            if isinstance(action, RunHook):
+                self.start(key, namespace, action.run, action.hook,
+                           payload(raw, spec, status, action.run))
+        by_name = {h.name: h for h in hooks}
+        for run in status.hooks:
+            hook = by_name.get(run.name)
+            if (run.stage == "confirmPromotion" and not run.done and hook is not None
+                    and not self.running(key, run.id)):
+                self.start(key, namespace, run, hook, payload(raw, spec, status, run))
+        self.settle(key, status)
+
+
+def hooks_of(settings: Settings, spec: RolloutSpec, profile: str | None) -> tuple[Hook, ...]:
+    """The profile's hooks and the rollout's, the rollout's replacing same-named ones."""
+    found = settings.profiles.get(profile) if profile is not None else None
+    return resolve(found.hooks if found is not None else (), spec.hooks)
