@@ -49,10 +49,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from canaryd.config import Settings, parse_settings  # noqa: E402
 from canaryd.core import machine, queryplan  # noqa: E402
 from canaryd.core.model import Phase, RolloutSpec, RolloutStatus, Weights  # noqa: E402
 from canaryd.core.plan import resolve_analysis, steps  # noqa: E402
+from canaryd.core.settings import Settings, parse_settings  # noqa: E402
 from canaryd.sandbox.mesh.traffic import (  # noqa: E402
     ISTIO_BUCKETS_MS,
     LatencyProfile,

@@ -29,10 +29,15 @@ import structlog
 from aiohttp import web
 from kubernetes_asyncio import client
 
+from canaryd import aio
 from canaryd.adapters.kube import make_api_client
 from canaryd.adapters.prometheus import PrometheusClient
-from canaryd.api.transport import HttpLimits
-from canaryd.config import Settings
+from canaryd.api.app import build_app
+from canaryd.api.context import STATE
+from canaryd.api.deps import ApiDeps
+from canaryd.api.transport import GuardedSite, HttpLimits
+from canaryd.api.writer import RolloutWriter
+from canaryd.core.settings import Settings
 from canaryd.runtime.controller import Controller
 from canaryd.runtime.leader import LeaderElector, LeaseRef, LeaseTiming
 from canaryd.runtime.metrics import DaemonMetrics
@@ -97,16 +102,13 @@ class Daemon:
         self.prometheus: PrometheusClient | None = None
         self.elector: LeaderElector | None = None
         self.url: str | None = None
+        self.started = asyncio.Event()  # serving: the controller and the API exist
 
     def may_write(self) -> bool:
         """The controller's leadership gate: without election, the one replica always may."""
         return self.elector is None or self.elector.is_leader()
 
     async def start(self) -> web.AppRunner:
-        from canaryd.api.app import build_app
-        from canaryd.api.context import STATE
-        from canaryd.api.transport import GuardedSite
-
         self.api = await make_api_client(self.options.kubeconfig)
         prom = self.settings().prometheus
         self.prometheus = PrometheusClient(
@@ -124,7 +126,12 @@ class Daemon:
             api=self.api, settings=self.settings, prometheus=self.prometheus,
             metrics=self.metrics, identity=self.options.identity, may_write=self.may_write,
         )
-        app = build_app(self)
+        app = build_app(ApiDeps(
+            cache=self.controller.cache, synced=self.controller.synced,
+            listeners=self.controller.listeners, settings=self.settings,
+            writer=RolloutWriter(self.api), registry=self.metrics.registry,
+            prometheus_ready=self.prometheus.ready,
+        ), tokens_file=self.options.tokens_file, limits=self.options.http_limits)
         # Bounded: open event streams must not hold a stopping replica past its grace period.
         # handler_cancellation: a client that goes away ends its handler at once (an event
         # stream frees its slot now, not at its next heartbeat write).
@@ -138,7 +145,14 @@ class Daemon:
         site = GuardedSite(runner, sock, app[STATE].guard)
         await site.start()
         self.url = f"http://{self.options.host}:{sock.getsockname()[1]}"
+        self.started.set()
         return runner
+
+    async def synced(self) -> None:
+        """Until the daemon serves and its rollout cache is synced."""
+        await self.started.wait()
+        assert self.controller is not None
+        await self.controller.synced.wait()
 
     async def run(self, *, embedded: bool = False) -> None:
         """Serve until `stop` is set. `embedded`: inside another program (the sandbox, the
@@ -203,13 +217,12 @@ class Daemon:
         work = asyncio.create_task(self._work(controller, work_stop), name="reconcile")
         halt = asyncio.create_task(self.stop.wait())
         try:
-            await asyncio.wait({renew, work, halt}, return_when=asyncio.FIRST_COMPLETED)
+            await aio.first(renew, work, halt)
             if self.stop.is_set() and not work.done() and not renew.done():
                 # Stop starting rounds; the one in flight finishes unless it takes too long
                 # or the Lease is lost meanwhile. Renewal goes on until then.
                 work_stop.set()
-                await asyncio.wait({renew, work}, timeout=self.options.drain_timeout,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await aio.first(renew, work, timeout=self.options.drain_timeout)
         finally:
             # Leadership lost, drained, or out of time: nothing of this term keeps running.
             work_stop.set()
@@ -224,18 +237,10 @@ class Daemon:
             await elector.release()
             if not self.stop.is_set():
                 # A crashed loop: give another replica the first chance.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(),
-                                           timeout=elector.timing.retry_period * 2)
+                await aio.sleep_or_stop(self.stop, elector.timing.retry_period * 2)
 
     async def _work(self, controller: Controller, stop: asyncio.Event) -> None:
-        synced = asyncio.create_task(controller.synced.wait())
-        halted = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({synced, halted}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            synced.cancel()
-            halted.cancel()
+        await aio.first(controller.synced.wait(), stop.wait())
         if stop.is_set():
             return
         claimed = await controller.claim()

@@ -16,10 +16,12 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +37,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from canaryd.core.hookspec import denied_always
+from canaryd.core.hooksettings import HookSettings, UrlFrom
+from canaryd.core.hookspec import check_hook_url, denied_always
 
 log = structlog.get_logger("canaryd.webhook")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -80,6 +83,34 @@ class AddressPolicy:
         if self.allow and not any(ip in net for net in self.allow):
             return f"{ip} is outside hooks.allowNetworks"
         return None
+
+
+def address_policy(hooks: HookSettings) -> AddressPolicy:
+    """The address policy of the configured hooks.allowNetworks and .denyNetworks."""
+    return AddressPolicy(
+        allow=tuple(ipaddress.ip_network(n, strict=False) for n in hooks.allow_networks),
+        deny=tuple(ipaddress.ip_network(n, strict=False) for n in hooks.deny_networks))
+
+
+def receiver_url(source: UrlFrom) -> str:
+    """A receiver's URL, read from its file or environment variable and validated;
+    ValueError saying where it was looked for (never the URL)."""
+    if source.env is not None:
+        value = os.environ.get(source.env, "").strip()
+        where = f"environment variable {source.env}"
+    else:
+        assert source.file is not None
+        try:
+            value = Path(source.file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read {source.file}: {exc.strerror}") from None
+        where = source.file
+    if not value:
+        raise ValueError(f"{where} is empty or unset")
+    try:
+        return check_hook_url(value)
+    except ValueError as exc:
+        raise ValueError(f"the URL in {where} is not usable: {exc}") from None
 
 
 class TargetRefused(aiohttp.ClientError):

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 from canaryd.api import problems
 from canaryd.api.problems import FieldError
-from canaryd.config import Settings
 from canaryd.core import model, plan, targets
 from canaryd.core.manifest import METADATA_FIELDS, RolloutManifest
+from canaryd.core.settings import Settings
 
 IDEMPOTENCY_ANNOTATION = "canaryd.io/idempotency-key"
 DIGEST_ANNOTATION = "canaryd.io/request-digest"

@@ -14,7 +14,6 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -30,11 +29,9 @@ from canaryd.api import events, openapi, problems, rollouts
 from canaryd.api.auth import TokenSource
 from canaryd.api.body import MAX_BODY, too_large
 from canaryd.api.context import IDENTITY, STATE, ApiState, Handler, Hub
+from canaryd.api.deps import ApiDeps
 from canaryd.api.problems import Problem
-from canaryd.api.transport import Guard
-
-if TYPE_CHECKING:
-    from canaryd.daemon import Daemon
+from canaryd.api.transport import Guard, HttpLimits
 
 access_log = structlog.get_logger("canaryd.access")
 log = structlog.get_logger("canaryd.api")
@@ -129,15 +126,11 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    daemon = request.app[STATE].daemon
+    deps = request.app[STATE].deps
     checks: dict[str, str] = {}
-    controller = daemon.controller
-    checks["kubernetes"] = "ok" if controller is not None and controller.synced.is_set() else (
-        "rollout cache not synced"
-    )
-    prom_ok = daemon.prometheus is not None and await daemon.prometheus.ready()
-    checks["prometheus"] = "ok" if prom_ok else "unreachable"
-    checks["config"] = "ok" if daemon.settings.last_error is None else "last reload rejected"
+    checks["kubernetes"] = "ok" if deps.synced.is_set() else "rollout cache not synced"
+    checks["prometheus"] = "ok" if await deps.prometheus_ready() else "unreachable"
+    checks["config"] = "ok" if deps.settings.last_error is None else "last reload rejected"
     tokens = request.app[STATE].tokens
     checks["tokens"] = "ok" if tokens.last_error is None else "last reload rejected"
     ready = checks["kubernetes"] == "ok" and checks["prometheus"] == "ok"
@@ -148,7 +141,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[STATE].daemon.metrics.registry)
+    body = generate_latest(request.app[STATE].deps.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -159,16 +152,15 @@ async def openapi_json(request: web.Request) -> web.Response:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     state = app[STATE]
     stop = asyncio.Event()
-    controller = state.daemon.controller
-    if controller is not None:
-        controller.listeners.append(state.hub.notify)
+    listeners = state.deps.listeners
+    listeners.append(state.hub.notify)
     watcher = asyncio.create_task(state.tokens.watch(stop), name="api-token-watch")
     yield
     stop.set()
     state.hub.close()
     await asyncio.gather(watcher, return_exceptions=True)
-    if controller is not None and state.hub.notify in controller.listeners:
-        controller.listeners.remove(state.hub.notify)
+    if state.hub.notify in listeners:
+        listeners.remove(state.hub.notify)
 
 
 async def _closing(app: web.Application) -> None:
@@ -176,15 +168,16 @@ async def _closing(app: web.Application) -> None:
 
 
 def build_app(
-    daemon: Daemon, *, env: Mapping[str, str] | None = None, heartbeat: float = 15.0
+    deps: ApiDeps, *, tokens_file: str | None = None, limits: HttpLimits | None = None,
+    env: Mapping[str, str] | None = None, heartbeat: float = 15.0,
 ) -> web.Application:
-    tokens = TokenSource(daemon.options.tokens_file, os.environ if env is None else env)
+    tokens = TokenSource(tokens_file, os.environ if env is None else env)
     if len(tokens.table) == 0:
         log.warning("no API tokens configured: every /api/v1 call will be refused (401)")
     app = web.Application(middlewares=[access, errors], client_max_size=MAX_BODY)
-    app[STATE] = state = ApiState(daemon=daemon, tokens=tokens, heartbeat=heartbeat,
-                                  guard=Guard(daemon.options.http_limits))
-    app[API_METRICS] = ApiMetrics(daemon.metrics.registry, state.hub, state.guard)
+    app[STATE] = state = ApiState(deps=deps, tokens=tokens, heartbeat=heartbeat,
+                                  guard=Guard(limits or HttpLimits()))
+    app[API_METRICS] = ApiMetrics(deps.registry, state.hub, state.guard)
     app[OPENAPI] = json.dumps(openapi.document(), indent=2, sort_keys=True).encode()
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_closing)

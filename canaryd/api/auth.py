@@ -19,7 +19,6 @@ an invalid new file is rejected and the previous tokens stay in force.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import hashlib
 import hmac
@@ -32,6 +31,7 @@ import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from canaryd import aio
 from canaryd.core.names import Label
 
 log = structlog.get_logger("canaryd.api.auth")
@@ -189,7 +189,4 @@ class TokenSource:
         return True
 
     async def watch(self, stop: asyncio.Event, interval: float = 2.0) -> None:
-        while not stop.is_set():
-            self.reload_if_changed()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        await aio.watch_file(self.reload_if_changed, stop, interval)

@@ -7,18 +7,14 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from canaryd.api.auth import Identity, Role, TokenSource
+from canaryd.api.deps import ApiDeps
 from canaryd.api.problems import Problem
 from canaryd.api.transport import Guard, HttpLimits
-from canaryd.api.writer import RolloutWriter
-
-if TYPE_CHECKING:
-    from canaryd.daemon import Daemon
-    from canaryd.runtime.controller import Controller
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -65,28 +61,11 @@ class Hub:
 
 @dataclass
 class ApiState:
-    daemon: Daemon
+    deps: ApiDeps
     tokens: TokenSource
     hub: Hub = field(default_factory=Hub)
     heartbeat: float = 15.0
-    writer: RolloutWriter | None = None
     guard: Guard = field(default_factory=lambda: Guard(HttpLimits()))
-
-    @property
-    def controller(self) -> Controller:
-        controller = self.daemon.controller
-        if controller is None:
-            raise Problem(503, "Service unavailable", "the controller is not started",
-                          headers={"Retry-After": "2"})
-        return controller
-
-    def kube(self) -> RolloutWriter:
-        if self.writer is None:
-            if self.daemon.api is None:
-                raise Problem(503, "Service unavailable", "no Kubernetes client yet",
-                              headers={"Retry-After": "2"})
-            self.writer = RolloutWriter(self.daemon.api)
-        return self.writer
 
 
 STATE: web.AppKey[ApiState] = web.AppKey("canaryd_api", ApiState)

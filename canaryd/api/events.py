@@ -63,7 +63,7 @@ async def _follow(
     seen_in_cache = False
     while not state.hub.closing.is_set():
         changed.clear()
-        cached = state.controller.cache.get(key)
+        cached = state.deps.cache.get(key)
         if cached is not None:
             obj, seen_in_cache = cached, True
         elif seen_in_cache:
@@ -75,7 +75,7 @@ async def _follow(
             sent_verdict = sent_verdict or event.kind == "verdict"
             if event.position is not None:
                 last = event.position
-        if state.controller.cache.read(obj).terminal:
+        if state.deps.cache.read(obj).terminal:
             # Finished: what was left has been sent. The verdict ends the stream, even for
             # a Last-Event-ID past it (nothing else would ever close that one).
             final = stream.verdict(obj)

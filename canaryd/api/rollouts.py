@@ -62,9 +62,9 @@ def path_names(request: web.Request) -> tuple[str, str]:
 async def lookup(request: web.Request, namespace: str, name: str) -> dict[str, Any]:
     """From the cache; on a miss (the watch may lag a fresh create), from Kubernetes."""
     state = request.app[STATE]
-    obj = state.controller.cache.get(f"{namespace}/{name}")
+    obj = state.deps.cache.get(f"{namespace}/{name}")
     if obj is None:
-        obj = await state.kube().get(namespace, name)
+        obj = await state.deps.writer.get(namespace, name)
     if obj is None:
         raise problems.not_found(namespace, name)
     return obj
@@ -107,7 +107,7 @@ async def create(request: web.Request) -> web.Response:
         key = None  # nothing is created, so there is nothing to replay or to remember
     doc = await body.read_document(request, state.guard.decode,
                                    within=state.guard.limits.body_timeout)
-    admitted = admission.validate(doc, state.daemon.settings())
+    admitted = admission.validate(doc, state.deps.settings())
     in_scope(request, admitted.namespace)
     if admitted.spec.supersede:
         require(request, Role.OPERATE, "spec.supersede (rolling back a running rollout)")
@@ -116,7 +116,7 @@ async def create(request: web.Request) -> web.Response:
         require(request, Role.OPERATE,
                 f"{unanalysed} (promoting without analysis; or use a profile with "
                 "allowUnanalysedPromotion)")
-    cache = state.controller.cache
+    cache = state.deps.cache
     if key is not None:
         earlier = admission.find_idempotent(cache.values(), admitted.namespace, key)
         if earlier is not None:
@@ -131,10 +131,10 @@ async def create(request: web.Request) -> web.Response:
                       extra={"conflictsWith": busy.holder, "shared": busy.shared})
     resource = admission.resource(admitted, idempotency_key=key)
     try:
-        created = await state.kube().create(resource, dry_run=dry_run)
+        created = await state.deps.writer.create(resource, dry_run=dry_run)
     except AlreadyExists:
         name = resource["metadata"]["name"]
-        existing = await state.kube().get(admitted.namespace, name)
+        existing = await state.deps.writer.get(admitted.namespace, name)
         if existing is not None and key is not None and (
             (existing["metadata"].get("annotations") or {}).get(
                 admission.IDEMPOTENCY_ANNOTATION) == key
@@ -193,7 +193,7 @@ def _limit(request: web.Request) -> int:
 @requires(Role.READ)
 async def list_rollouts(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    controller = state.controller
+    deps = state.deps
     namespace = _query_label(request, "namespace")
     if namespace is not None:
         in_scope(request, namespace)
@@ -205,13 +205,13 @@ async def list_rollouts(request: web.Request) -> web.Response:
     limit = _limit(request)
     token = request.query.get("continue") or None
     after = _decode_continue(token) if token is not None else ""
-    if not controller.synced.is_set():
+    if not deps.synced.is_set():
         raise problems.unavailable("the rollout cache is not synced yet")
-    keys = sorted(k for k in controller.cache if k > after)
+    keys = sorted(k for k in deps.cache if k > after)
     items: list[dict[str, Any]] = []
     more = None
     for key in keys:
-        obj = controller.cache.get(key)
+        obj = deps.cache.get(key)
         if obj is None:
             continue
         meta, spec = obj["metadata"], obj.get("spec") or {}
@@ -221,7 +221,7 @@ async def list_rollouts(request: web.Request) -> web.Response:
             continue
         if target is not None and spec.get("target") != target:
             continue
-        if phase_text is not None and controller.cache.read(obj).label != phase_text:
+        if phase_text is not None and deps.cache.read(obj).label != phase_text:
             continue
         if len(items) == limit:
             more = f"{items[-1]['metadata']['namespace']}/{items[-1]['metadata']['name']}"
@@ -253,7 +253,7 @@ def action(name: str) -> Handler:
     async def act(request: web.Request) -> web.Response:
         ns, rollout = path_names(request)
         obj = await lookup(request, ns, rollout)
-        read = request.app[STATE].controller.cache.read(obj)
+        read = request.app[STATE].deps.cache.read(obj)
         phase = read.phase
         if phase is None:
             raise Problem(409, "Action not applicable",
@@ -267,7 +267,7 @@ def action(name: str) -> Handler:
                           f"rollout {ns}/{rollout} {state_text} {phase.value}; {name} applies "
                           f"to a rollout that is {applies}",
                           extra={"phase": phase.value})
-        updated = await request.app[STATE].kube().set_action(ns, rollout, name)
+        updated = await request.app[STATE].deps.writer.set_action(ns, rollout, name)
         log.info("rollout action requested", rollout=f"{ns}/{rollout}", action=name,
                  token_name=request[IDENTITY].name)
         return _json(view(updated), 202)

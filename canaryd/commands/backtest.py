@@ -33,11 +33,12 @@ from pydantic import ValidationError
 from canaryd.adapters.prometheus import PrometheusClient, QueryError
 from canaryd.client import cli, errors, render
 from canaryd.commands.lint import config_path
-from canaryd.config import ConfigError, Settings, load_settings
+from canaryd.config import load_settings
 from canaryd.core import replay
 from canaryd.core.durations import parse_duration
 from canaryd.core.model import RolloutSpec
 from canaryd.core.plan import PlanError, resolve_analysis, steps
+from canaryd.core.settings import ConfigError, Settings
 
 MAX_POINTS = 11_000  # Prometheus' limit per series of a range query
 

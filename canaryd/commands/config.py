@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from canaryd.config import ConfigError, load_settings
+from canaryd.config import load_settings
+from canaryd.core.settings import ConfigError
 
 
 def register(sub: Any) -> None:

@@ -135,7 +135,8 @@ async def _scenario(env: Any, daemon: Any, scenario: str, index: int) -> bool:
 async def _main(args: argparse.Namespace) -> int:
     from kubernetes_asyncio import config
 
-    from canaryd.daemon import Daemon, DaemonOptions
+    from canaryd.daemon import DaemonOptions
+    from canaryd.embedded import embedded
     from canaryd.sandbox.runner import Sandbox
 
     scenarios = ["healthy", "faulty"] if args.scenario == "all" else [args.scenario]
@@ -145,22 +146,16 @@ async def _main(args: argparse.Namespace) -> int:
     async with Sandbox(rps=500) as sandbox:
         print(f"  kube API   {sandbox.kube_api_url}  (kubeconfig {sandbox.kubeconfig})")
         print(f"  Prometheus {sandbox.prometheus_url}")
-        daemon = Daemon(DaemonOptions(
+        options = DaemonOptions(
             config=_config_path(args.config), kubeconfig=str(sandbox.kubeconfig),
             host="127.0.0.1", port=0, prometheus_url=sandbox.prometheus_url, identity="demo",
-        ))
-        task = asyncio.create_task(daemon.run(embedded=True))
+        )
         api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
         try:
-            while daemon.controller is None or not daemon.controller.synced.is_set():
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.1)
-            await sandbox.wait_for_traffic(timeout=30)
-            results = [await _scenario(api, daemon, s, i) for i, s in enumerate(scenarios)]
+            async with embedded(options) as daemon:
+                await sandbox.wait_for_traffic(timeout=30)
+                results = [await _scenario(api, daemon, s, i) for i, s in enumerate(scenarios)]
         finally:
-            daemon.stop.set()
-            await asyncio.wait_for(task, timeout=30)
             await api.close()
     print("\nall scenarios ended as expected" if all(results) else "\nsome scenario FAILED")
     return 0 if all(results) else 1

@@ -17,7 +17,8 @@ from typing import Any
 
 from canaryd.client import errors
 from canaryd.client.manifest import ManifestError, load_all
-from canaryd.config import ConfigError, Settings, load_settings
+from canaryd.config import load_settings
+from canaryd.core.settings import ConfigError, Settings
 
 EPILOG = """exit codes: 0 every Rollout is valid, 2 an error (each printed with its path)"""
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from canaryd import log
 
 if TYPE_CHECKING:
-    from canaryd.api.sandbox_daemon import SandboxDaemon
+    from canaryd.embedded import SandboxDaemon
     from canaryd.sandbox.realkube import Binaries
     from canaryd.sandbox.runner import Sandbox
 
@@ -80,7 +80,8 @@ def handler(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace) -> int:
     if args.config is not None and not args.no_daemon:
-        from canaryd.config import ConfigError, load_settings
+        from canaryd.config import load_settings
+        from canaryd.core.settings import ConfigError
 
         try:
             load_settings(args.config, env={})
@@ -133,14 +134,14 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"canaryd sandbox: {exc if known else repr(exc)}", file=sys.stderr)
         return 1
 
-    from canaryd.api.sandbox_daemon import run_daemon_for_sandbox
+    from canaryd.embedded import for_sandbox
 
     try:
         if args.no_daemon:
             _announce(sandbox, None, as_json=args.json)
             await stop_wait
         else:
-            async with run_daemon_for_sandbox(sandbox, config_path=args.config) as daemon:
+            async with for_sandbox(sandbox, config_path=args.config) as daemon:
                 _announce(sandbox, daemon, as_json=args.json)
                 await stop_wait
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 from canaryd import log as logging_setup
 from canaryd.api.auth import TokenError
-from canaryd.config import ConfigError
+from canaryd.core.settings import ConfigError
 
 
 def register(sub: Any) -> None:

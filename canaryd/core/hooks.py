@@ -21,7 +21,7 @@ from canaryd.core.hookspec import GATING, Hook, HookRun, Outcome, Stage, run_id
 from canaryd.core.model import REASON_WRITTEN, Phase, RolloutStatus
 
 if TYPE_CHECKING:
-    from canaryd.config import Limits
+    from canaryd.core.settings import Limits
 
 PASSED = "passed"
 RUNNING = "running"

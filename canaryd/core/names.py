@@ -1,7 +1,7 @@
 """Validation of names that reach Kubernetes paths or PromQL.
 
 Names are user input. They are checked here, at the boundary, and PromQL rendering escapes
-them again anyway (see canaryd.analysis.promql): two independent defences.
+them again anyway (see canaryd.core.promql): two independent defences.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from canaryd.config import Check, Limits, Settings, check_errors
+from canaryd.core.analysisspec import Check
 from canaryd.core.model import BlueGreen, RolloutSpec, Step
+from canaryd.core.settings import Limits, Settings, check_errors
 
 
 @dataclass(frozen=True)

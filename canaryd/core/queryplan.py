@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from canaryd.analysis import promql
-from canaryd.config import Check, MetricTemplate, Settings
+from canaryd.core import promql
+from canaryd.core.analysisspec import Check
 from canaryd.core.model import CheckResult, Evidence
 from canaryd.core.plan import EffectiveAnalysis
+from canaryd.core.settings import MetricTemplate, Settings
 from canaryd.core.verdict import Measurement, judge
 
 Key = tuple[str, str]  # (namespace, workload)

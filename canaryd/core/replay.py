@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from canaryd.config import Settings
 from canaryd.core import machine, queryplan, verdict
 from canaryd.core.model import CheckResult, Phase, RolloutStatus, Step, Verdict, Weights
 from canaryd.core.plan import EffectiveAnalysis
+from canaryd.core.settings import Settings
 
 AnswersAt = Callable[[datetime], Mapping[str, queryplan.Answer]]
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from canaryd.config import Check
 from canaryd.core import sequential, units
+from canaryd.core.analysisspec import Check
 from canaryd.core.model import CheckResult, Evidence, Verdict
 
 Buckets = Mapping[float, float]  # cumulative histogram: upper bound (le) -> count

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from canaryd.adapters.prometheus import PrometheusClient, QueryError
-from canaryd.config import Settings
 from canaryd.core import queryplan
 from canaryd.core.model import CheckResult
 from canaryd.core.queryplan import Answer, Job
+from canaryd.core.settings import Settings
 
 __all__ = ["Analyzer", "Job"]
 

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from kubernetes_asyncio import client
 
+from canaryd import aio
 from canaryd.adapters.kube import ObjectRef, RolloutStore
 from canaryd.adapters.prometheus import PrometheusClient
 from canaryd.adapters.retry import kube_observer
-from canaryd.config import Settings
 from canaryd.core import reading, targets
 from canaryd.core.hooks import pending as hooks_pending
+from canaryd.core.settings import Settings
 from canaryd.runtime.analysis import Analyzer
 from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.hooks import HookRunner
@@ -127,7 +128,7 @@ class Controller:
         informer and only the leader runs this loop).
         """
         self._observe()
-        await _first(self.synced.wait(), stop.wait())
+        await aio.first(self.synced.wait(), stop.wait())
         while not stop.is_set():
             tick = self.settings().controller.tick
             started = time.monotonic()
@@ -241,12 +242,3 @@ class Controller:
                 log.info("claim skipped", rollout=key, error=type(exc).__name__)
         return count
 
-
-async def _first(*waits: Awaitable[Any]) -> None:
-    """Until the first of `waits` is done (the others are cancelled)."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,10 +26,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from canaryd.adapters import webhook
 from canaryd.adapters.errors import KubeError
 from canaryd.adapters.retry import kube_call
-from canaryd.config import Settings
 from canaryd.core.hooks import HookReport, RunHook, resolve
 from canaryd.core.hookspec import Hook, HookRun
 from canaryd.core.model import RolloutSpec, RolloutStatus
+from canaryd.core.settings import Settings
 
 log = structlog.get_logger("canaryd.hooks")
 Key = tuple[str, str]  # (rollout, run id)
@@ -45,7 +46,7 @@ async def read_secret(
     and why, never the secret."""
     spec = hook.webhook
     if spec.secret_file is not None:
-        path = settings.hooks.secret_path(spec.secret_file)
+        path = Path(settings.hooks.secrets_dir) / spec.secret_file
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
@@ -124,7 +125,7 @@ class HookRunner:
         return task is not None and not task.done()
 
     def _client(self) -> aiohttp.ClientSession:
-        policy = self.settings().hooks.policy()
+        policy = webhook.address_policy(self.settings().hooks)
         if self._session is None or policy != self._policy:
             if self._session is not None:
                 old = self._session

@@ -8,12 +8,12 @@ re-list after any error (410 Expired included); keep the cache; tell who listens
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
+from canaryd import aio
 from canaryd.adapters.kube import RolloutStore
 from canaryd.core import reading
 from canaryd.runtime.cache import RolloutCache
@@ -69,6 +69,5 @@ class Informer:
             except Exception as exc:  # any failure: back off, then re-list
                 status = getattr(exc, "status", None)
                 log.info("rollout watch restarting", error=type(exc).__name__, status=status)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                await aio.sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -23,7 +23,6 @@ cancellation: a failed attempt is logged and counts as "not acquired" / "not ren
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import structlog
 from kubernetes_asyncio import client
 
+from canaryd import aio
 from canaryd.adapters.errors import Conflict, KubeError, NotFound, translated
 
 log = structlog.get_logger("canaryd.leader")
@@ -300,7 +300,7 @@ class LeaderElector:
             if await self.try_acquire_or_renew():
                 self._set_leading(True)
                 return True
-            if await _wait(stop, self._candidate_delay()):
+            if await aio.sleep_or_stop(stop, self._candidate_delay()):
                 return False
         return False
 
@@ -310,7 +310,7 @@ class LeaderElector:
             remaining = self._valid_until - self.monotonic()
             if remaining <= 0:
                 break
-            if await _wait(stop, min(self.timing.retry_period, remaining)):
+            if await aio.sleep_or_stop(stop, min(self.timing.retry_period, remaining)):
                 return
             if self.is_leader():
                 await self.try_acquire_or_renew()
@@ -351,8 +351,3 @@ class LeaderElector:
         return True
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True if `stop` was set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0.0))
-    return stop.is_set()

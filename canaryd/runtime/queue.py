@@ -13,6 +13,8 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 
+from canaryd import aio
+
 
 class DueQueue:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -63,11 +65,4 @@ class DueQueue:
     async def wait(self, stop: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
         """Until a touch, `stop`, or `timeout` seconds, whichever comes first."""
         self._wake.clear()
-        wake = asyncio.create_task(self._wake.wait())
-        halt = asyncio.create_task(stop.wait())
-        try:
-            await asyncio.wait({wake, halt}, timeout=timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            wake.cancel()
-            halt.cancel()
+        await aio.first(self._wake.wait(), stop.wait(), timeout=timeout)

@@ -22,7 +22,6 @@ from pydantic import ValidationError
 from canaryd.adapters.errors import Conflict, KubeError
 from canaryd.adapters.kube import ObjectRef, RolloutStore, Workloads
 from canaryd.adapters.routers import Router, RouterError, make_router
-from canaryd.config import Settings
 from canaryd.core import machine, plan, reading, targets
 from canaryd.core.hooks import RunHook
 from canaryd.core.model import (
@@ -34,6 +33,7 @@ from canaryd.core.model import (
     RolloutStatus,
 )
 from canaryd.core.queryplan import Job
+from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.hooks import HookRunner, hooks_of
 from canaryd.runtime.metrics import DaemonMetrics

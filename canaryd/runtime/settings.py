@@ -7,14 +7,15 @@ changed; an invalid one is rejected with its errors and the old settings stay in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from canaryd.config import ConfigError, Settings, load_settings
+from canaryd import aio
+from canaryd.config import load_settings
+from canaryd.core.settings import ConfigError, Settings
 
 log = structlog.get_logger("canaryd.config")
 
@@ -94,7 +95,4 @@ class SettingsHolder:
         return True
 
     async def watch(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        while not stop.is_set():
-            self.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+        await aio.watch_file(self.check, stop, interval)

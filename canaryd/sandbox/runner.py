@@ -172,7 +172,7 @@ class Sandbox:
             self._kube = await config.new_client_from_config(config_file=str(self.kubeconfig))
             # Upstream mesh CRDs where upstream ships them in a Go module; canaryd's own
             # copies for the rest. A namespace left by an earlier user is removed first.
-            await install_crds(self._kube, real_crds.sandbox_crd_paths(), timeout=90)
+            await install_crds(self._kube, real_crds.sandbox_crd_paths(crd_paths()), timeout=90)
             await real_crds.reset_namespace(self._kube, example_app.NAMESPACE)
             await real_crds.release_leases(self._kube)
         if self.with_example_app:

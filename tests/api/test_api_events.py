@@ -142,7 +142,7 @@ async def test_a_stream_opened_after_the_end_replays_everything(
     expected = await play(StatusWriter(kube, "demo", "podinfo-v2"))
 
     async def finished() -> bool:
-        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        obj = served.state.deps.cache.get("demo/podinfo-v2") or {}
         return (obj.get("status") or {}).get("phase") == "Succeeded"
 
     await eventually(finished, timeout=10, what="Succeeded in the cache")
@@ -159,7 +159,7 @@ async def test_a_finished_rollout_ends_the_stream_whatever_the_last_event_id(
     expected = await play(StatusWriter(kube, "demo", "podinfo-v2"))
 
     async def finished() -> bool:
-        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        obj = served.state.deps.cache.get("demo/podinfo-v2") or {}
         return (obj.get("status") or {}).get("phase") == "Succeeded"
 
     await eventually(finished, timeout=10, what="Succeeded in the cache")
@@ -185,7 +185,7 @@ async def test_a_status_claiming_a_huge_sequence_costs_its_size_not_that_number(
     await writer.transition("Progressing", "step 2/2 at 50%", canary=50)
 
     async def cached() -> bool:
-        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        obj = served.state.deps.cache.get("demo/podinfo-v2") or {}
         return (obj.get("status") or {}).get("sequence") == 100_000_001
 
     await eventually(cached, timeout=10, what="the sequence in the cache")
@@ -208,7 +208,7 @@ async def test_a_deleted_rollout_ends_its_stream(
     await create(http)
 
     async def cached() -> bool:
-        return "demo/podinfo-v2" in served.state.controller.cache
+        return "demo/podinfo-v2" in served.state.deps.cache
 
     await eventually(cached, timeout=10, what="the rollout in the cache")
     async with http.get(EVENTS, headers=auth("read")) as resp:

@@ -35,7 +35,7 @@ async def stored(kube: client.ApiClient, namespace: str = "demo") -> list[dict[s
 
 async def cached(served: Served, key: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
-        return served.state.controller.cache.get(key)
+        return served.state.deps.cache.get(key)
 
     return await eventually(probe, timeout=10, what=f"{key} in the cache")
 
@@ -238,7 +238,7 @@ async def test_a_finished_rollout_no_longer_blocks_its_target(
     writer = StatusWriter(kube, "demo", "first")
     await writer.transition("Failed", "canary never became ready")
     async def failed() -> bool:
-        obj = served.state.controller.cache.get("demo/first") or {}
+        obj = served.state.deps.cache.get("demo/first") or {}
         return (obj.get("status") or {}).get("phase") == "Failed"
     await eventually(failed, timeout=10, what="the cache to see Failed")
     assert (await post(http, manifest("second")))[0] == 201
@@ -295,7 +295,7 @@ async def test_actions_set_the_annotation_the_controller_consumes(
     await writer.transition("Progressing", "step 1/3 at 10%", canary=10)
 
     async def progressing() -> bool:
-        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        obj = served.state.deps.cache.get("demo/podinfo-v2") or {}
         return (obj.get("status") or {}).get("phase") == "Progressing"
 
     await eventually(progressing, timeout=10, what="Progressing in the cache")
@@ -318,7 +318,7 @@ async def test_actions_on_a_finished_rollout_get_409(
     await StatusWriter(kube, "demo", "podinfo-v2").transition("Aborted", "aborted")
 
     async def aborted() -> bool:
-        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        obj = served.state.deps.cache.get("demo/podinfo-v2") or {}
         return (obj.get("status") or {}).get("phase") == "Aborted"
 
     await eventually(aborted, timeout=10, what="Aborted in the cache")
@@ -418,7 +418,7 @@ async def test_metrics_series_of_a_thousand_rollouts_go_when_they_are_deleted(
         await asyncio.gather(*(one(n) for n in names))
 
     async def cache_holds(count: int) -> bool:
-        return len(served.state.controller.cache) == count
+        return len(served.state.deps.cache) == count
 
     before = await series()
     await each(lambda name: custom.create_namespaced_custom_object(

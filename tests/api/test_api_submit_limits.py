@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes_asyncio import client
 
-from canaryd.config import parse_settings
+from canaryd.core.settings import parse_settings
 from tests.api.conftest import Served
 from tests.api.support import CONFIG, GROUP, PLURAL, VERSION, auth, manifest
 

@@ -15,7 +15,7 @@ from kubernetes_asyncio import client
 
 from canaryd.cli import main
 from canaryd.client import manifest as manifests
-from canaryd.config import Check
+from canaryd.core.analysisspec import Check
 from canaryd.core.verdict import Measurement, judge
 from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served
@@ -43,13 +43,13 @@ async def test_submit_without_wait_prints_the_rollout_and_exits_0(
                          "--set", "spec.version=1234567", "--set", "spec.plan.steps[0].weight=5")
     assert code == 0
     assert "rollout demo/podinfo-v2 submitted: podinfo -> 1234567" in capsys.readouterr().out
-    obj = served.state.controller.cache.get("demo/podinfo-v2") or await _get(served)
+    obj = served.state.deps.cache.get("demo/podinfo-v2") or await _get(served)
     assert obj["spec"]["plan"]["steps"][0]["weight"] == 5
 
 
 async def _get(served: Served) -> dict[str, object]:
     async def probe() -> dict[str, object] | None:
-        return served.state.controller.cache.get("demo/podinfo-v2")
+        return served.state.deps.cache.get("demo/podinfo-v2")
 
     return await eventually(probe, timeout=10, what="the rollout in the cache")
 
@@ -136,7 +136,7 @@ async def test_get_list_and_actions(
                                                                canary=10)
 
     async def progressing() -> bool:
-        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        obj = served.state.deps.cache.get("demo/podinfo-v2") or {}
         return (obj.get("status") or {}).get("phase") == "Progressing"
 
     await eventually(progressing, timeout=10, what="Progressing")
@@ -201,7 +201,7 @@ async def test_get_prints_each_check_once_with_units_and_e_values(
     await writer.transition("Progressing", "step 2/3 at 30%", canary=30)
 
     async def written() -> bool:
-        obj = served.state.controller.cache.get("demo/podinfo-v2") or {}
+        obj = served.state.deps.cache.get("demo/podinfo-v2") or {}
         return (obj.get("status") or {}).get("phase") == "Progressing"
 
     await eventually(written, timeout=10, what="the status in the cache")

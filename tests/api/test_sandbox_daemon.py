@@ -1,4 +1,5 @@
-"""`run_daemon_for_sandbox`: the daemon `canaryd sandbox` runs, reachable with its admin token."""
+"""`canaryd.embedded.for_sandbox`: the daemon `canaryd sandbox` runs, reachable with its admin
+token."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import aiohttp
 import pytest
 import yaml
 
-from canaryd.api.sandbox_daemon import run_daemon_for_sandbox
+from canaryd.embedded import for_sandbox
 from canaryd.sandbox.runner import Sandbox
 from canaryd.sandbox.testing import eventually
 from tests.api.support import EXAMPLE
@@ -31,7 +32,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
 async def test_the_sandbox_daemon_serves_the_example_rollout_with_its_admin_token(
     sandbox: Sandbox,
 ) -> None:
-    async with run_daemon_for_sandbox(sandbox) as served:
+    async with for_sandbox(sandbox) as served:
         assert served.url.startswith("http://127.0.0.1:")
         assert sandbox.workdir is not None
         tokens = sandbox.workdir / "canaryd-tokens.yaml"

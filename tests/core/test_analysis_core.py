@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from canaryd.analysis import promql
-from canaryd.config import Check, ConfigError, parse_settings
+from canaryd.core import promql
+from canaryd.core.analysisspec import Check
 from canaryd.core.model import RolloutSpec, Verdict
+from canaryd.core.settings import ConfigError, parse_settings
 from canaryd.core.verdict import Measurement, judge, overall
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from canaryd.client.render import check_line
-from canaryd.config import Check
 from canaryd.core import units
+from canaryd.core.analysisspec import Check
 from canaryd.core.model import Evidence
 from canaryd.core.verdict import Measurement, judge
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from canaryd.config import parse_settings
 from canaryd.core import machine
 from canaryd.core.model import CheckResult, Phase, RolloutSpec, RolloutStatus, Weights
 from canaryd.core.plan import resolve_analysis, steps
+from canaryd.core.settings import parse_settings
 from canaryd.core.verdict import Measurement, judge
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from canaryd.config import parse_settings
 from canaryd.core import machine, transitions
 from canaryd.core.hooks import HookReport
 from canaryd.core.hookspec import Hook
 from canaryd.core.model import CheckResult, Phase, RolloutSpec, RolloutStatus, Verdict, Weights
 from canaryd.core.plan import PlanError, resolve_analysis, steps
+from canaryd.core.settings import parse_settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from canaryd.config import parse_settings
 from canaryd.core import queryplan
 from canaryd.core.model import RolloutSpec, Verdict
 from canaryd.core.plan import resolve_analysis
+from canaryd.core.settings import parse_settings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SETTINGS = parse_settings({"profiles": {"p": {

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from canaryd.config import parse_settings
 from canaryd.core import replay
 from canaryd.core.model import Phase, RolloutSpec, Verdict
 from canaryd.core.plan import resolve_analysis, steps
+from canaryd.core.settings import parse_settings
 
 T0 = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
 SETTINGS = parse_settings({"profiles": {"p": {

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from canaryd.config import Check
+from canaryd.core.analysisspec import Check
 from canaryd.core.model import Evidence, Verdict
 from canaryd.core.sequential import State, judge, log_e_within, log_e_worse, of
 from canaryd.core.verdict import Measurement

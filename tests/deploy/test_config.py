@@ -16,7 +16,8 @@ import yaml
 from kubernetes_asyncio.config import incluster_config
 
 from canaryd.adapters.kube import make_api_client
-from canaryd.config import ConfigError, load_settings
+from canaryd.config import load_settings
+from canaryd.core.settings import ConfigError
 from canaryd.daemon import Daemon, DaemonOptions, PinnedSettings
 from canaryd.sandbox.apiserver import ApiServer
 from tests.ha.cluster import CONFIG, eventually

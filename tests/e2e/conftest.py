@@ -1,5 +1,5 @@
 """The end-to-end fixtures (tests/e2e/fixtures.py)."""
 
-from tests.e2e.fixtures import Env, env, sandbox, start_daemon, stop_daemon
+from tests.e2e.fixtures import Env, canaryd_running, env, sandbox
 
-__all__ = ["Env", "env", "sandbox", "start_daemon", "stop_daemon"]
+__all__ = ["Env", "canaryd_running", "env", "sandbox"]

@@ -3,8 +3,8 @@ tests/e2e and tests/real through their conftest)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +12,10 @@ import pytest
 from kubernetes_asyncio import config
 
 from canaryd.daemon import Daemon, DaemonOptions
+from canaryd.embedded import embedded
 from canaryd.sandbox.realkube import RealKube
 from canaryd.sandbox.runner import Sandbox
-from tests.e2e.support import CONFIG, Kube, eventually
+from tests.e2e.support import CONFIG, Kube
 
 pytestmark = pytest.mark.prometheus
 
@@ -32,36 +33,24 @@ async def sandbox(kube_backend: RealKube | None) -> AsyncIterator[Sandbox]:
         yield sb
 
 
-async def start_daemon(
+@asynccontextmanager
+async def canaryd_running(
     sb: Sandbox, config: Path = CONFIG, tokens_file: Path | None = None,
-) -> tuple[Daemon, asyncio.Task[None]]:
-    daemon = Daemon(DaemonOptions(
+) -> AsyncIterator[Daemon]:
+    """canaryd in-process against the sandbox, its cache synced (canaryd.embedded)."""
+    async with embedded(DaemonOptions(
         config=config, kubeconfig=str(sb.kubeconfig), host="127.0.0.1", port=0,
         prometheus_url=sb.prometheus_url, identity="e2e",
         tokens_file=str(tokens_file) if tokens_file is not None else None,
-    ))
-    task = asyncio.create_task(daemon.run(embedded=True))
-
-    async def synced() -> bool:
-        if task.done():
-            task.result()
-        return daemon.controller is not None and daemon.controller.synced.is_set()
-
-    await eventually(synced, timeout=20, what="canaryd synced")
-    return daemon, task
-
-
-async def stop_daemon(daemon: Daemon, task: asyncio.Task[None]) -> None:
-    daemon.stop.set()
-    await asyncio.wait_for(task, timeout=30)
+    ), timeout=20) as daemon:
+        yield daemon
 
 
 @pytest.fixture
 async def env(sandbox: Sandbox) -> AsyncIterator[Env]:
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
-    daemon, task = await start_daemon(sandbox)
     try:
-        yield Env(sandbox=sandbox, kube=Kube(api), daemon=daemon)
+        async with canaryd_running(sandbox) as daemon:
+            yield Env(sandbox=sandbox, kube=Kube(api), daemon=daemon)
     finally:
-        await stop_daemon(daemon, task)
         await api.close()

@@ -49,7 +49,7 @@ async def test_three_rollouts_share_each_query(sandbox: Sandbox) -> None:
 async def test_custom_template_with_a_parameter_against_real_prometheus(
     sandbox: Sandbox,
 ) -> None:
-    from canaryd.config import parse_settings
+    from canaryd.core.settings import parse_settings
 
     settings = parse_settings({
         "metrics": {"error-rps": {

@@ -17,7 +17,7 @@ from kubernetes_asyncio import client, config
 from canaryd.sandbox import example_app
 from canaryd.sandbox.runner import Sandbox
 from tests.api.support import auth, tokens_yaml
-from tests.e2e.conftest import start_daemon, stop_daemon
+from tests.e2e.conftest import canaryd_running
 from tests.e2e.support import (
     EXAMPLE,
     GROUP,
@@ -119,8 +119,7 @@ async def test_bad_objects_are_reported_on_themselves_and_stall_nothing(
 
         tokens = tmp_path / "tokens.yaml"
         tokens.write_text(tokens_yaml())
-        daemon, task = await start_daemon(sandbox, tokens_file=tokens)
-        try:
+        async with canaryd_running(sandbox, tokens_file=tokens) as daemon:
             await kube.wait_phase("router-gone", {"Progressing"}, timeout=30)
             await kube.custom.delete_namespaced_custom_object(
                 "gateway.networking.k8s.io", "v1", NS, "httproutes", "podinfo-gw")
@@ -189,8 +188,6 @@ async def test_bad_objects_are_reported_on_themselves_and_stall_nothing(
             assert lease.spec.holder_identity == "e2e"
             assert lease.spec.lease_transitions == 0, "the leader never stepped down"
             assert daemon.elector is not None and daemon.elector.is_leader()
-        finally:
-            await stop_daemon(daemon, task)
 
 
 async def _has(pending: Any, reason: str) -> set[str] | None:

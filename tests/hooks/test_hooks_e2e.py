@@ -12,7 +12,7 @@ import yaml
 from kubernetes_asyncio import config
 
 from canaryd.sandbox.runner import Sandbox
-from tests.e2e.fixtures import sandbox, start_daemon, stop_daemon
+from tests.e2e.fixtures import canaryd_running, sandbox
 from tests.e2e.support import CONFIG, TERMINAL, Kube, eventually, rollout_manifest
 from tests.hooks.receiver import Receiver, receiver
 
@@ -33,11 +33,10 @@ async def hooked(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Kube, 
     path.write_text(yaml.safe_dump(settings))
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
     async with receiver() as rec:
-        daemon, task = await start_daemon(sandbox, config=path)
         try:
-            yield Kube(api), rec
+            async with canaryd_running(sandbox, config=path):
+                yield Kube(api), rec
         finally:
-            await stop_daemon(daemon, task)
             await api.close()
 
 

@@ -3,7 +3,6 @@ canaryd against a sandbox, and deadline-bounded waits (never a bare sleep)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,7 +12,8 @@ import aiohttp
 import yaml
 from kubernetes_asyncio import client
 
-from canaryd.daemon import Daemon, DaemonOptions
+from canaryd.daemon import DaemonOptions
+from canaryd.embedded import embedded
 from canaryd.sandbox.realkube import RealKube
 from canaryd.sandbox.runner import Sandbox
 from canaryd.sandbox.testing import eventually
@@ -142,22 +142,9 @@ class Harness:
 async def running_canaryd(kube: RealKube | None = None) -> AsyncIterator[Harness]:
     """A sandbox (API server, mesh, real Prometheus) and canaryd, in-process; `kube`: on
     that real control plane instead of the embedded emulator."""
-    async with Sandbox(kube=kube) as sandbox:
-        daemon = Daemon(DaemonOptions(
-            config=CONFIG, kubeconfig=str(sandbox.kubeconfig), host="127.0.0.1", port=0,
-            prometheus_url=sandbox.prometheus_url, identity="routers-e2e",
-        ))
-        task = asyncio.create_task(daemon.run(embedded=True))
-
-        async def synced() -> bool:
-            if task.done():
-                task.result()  # canaryd failed to start: raise its error here
-            return daemon.controller is not None and daemon.controller.synced.is_set()
-
-        try:
-            await eventually(synced, timeout=20, what="canaryd synced")
-            assert daemon.api is not None
-            yield Harness(sandbox, daemon.api)
-        finally:
-            daemon.stop.set()
-            await asyncio.wait_for(task, timeout=30)
+    async with Sandbox(kube=kube) as sandbox, embedded(DaemonOptions(
+        config=CONFIG, kubeconfig=str(sandbox.kubeconfig), host="127.0.0.1", port=0,
+        prometheus_url=sandbox.prometheus_url, identity="routers-e2e",
+    ), timeout=20) as daemon:
+        assert daemon.api is not None
+        yield Harness(sandbox, daemon.api)

@@ -9,10 +9,11 @@ import pytest
 from kubernetes_asyncio import client
 
 from canaryd.adapters.routers import RouterError, gateway, istio, make_router, smi
-from canaryd.config import load_settings, parse_settings
+from canaryd.config import load_settings
 from canaryd.core.model import RolloutSpec
 from canaryd.core.plan import PlanError, resolve_analysis
 from canaryd.core.routerspec import ROUTER_KINDS, Router
+from canaryd.core.settings import parse_settings
 from tests.routers.support import CONFIG
 
 ROUTERS: dict[str, dict[str, Any]] = {

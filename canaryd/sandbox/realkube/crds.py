@@ -48,13 +48,12 @@ def upstream_crd_paths(binaries: Binaries | None = None) -> list[Path]:
     return paths
 
 
-def sandbox_crd_paths(binaries: Binaries | None = None) -> list[Path]:
+def sandbox_crd_paths(shipped: list[Path], binaries: Binaries | None = None) -> list[Path]:
     """What the sandbox installs into a real server: upstream Istio and Gateway API CRDs,
-    and canaryd's own copies of the others (Rollout, Linkerd HTTPRoute, SMI TrafficSplit)."""
-    from canaryd.sandbox.runner import crd_paths
-
+    and of canaryd's `shipped` copies the others (Rollout, Linkerd HTTPRoute, SMI
+    TrafficSplit)."""
     replaced = {copy for _, copy in UPSTREAM.values()}
-    own = [p for p in crd_paths() if p.name not in replaced]
+    own = [p for p in shipped if p.name not in replaced]
     return upstream_crd_paths(binaries) + own
 
 

@@ -35,7 +35,7 @@ def _linkerd_latency(q: str) -> str:
 
 
 def builtin_metrics() -> dict[str, dict[str, object]]:
-    """Raw template definitions (validated by canaryd.config like user-defined ones)."""
+    """Raw template definitions (validated by canaryd.core.settings like user-defined ones)."""
     metrics: dict[str, dict[str, object]] = {
         "istio-success-rate": {
             "description": "percentage of non-5xx responses served by the workload (Istio)",

@@ -4,21 +4,20 @@ Hooks: where secrets for signatures live and which networks calls may reach.
 Notifications: receivers (Slack, Microsoft Teams, CloudEvents webhooks), each with a URL
 read from a file or an environment variable (never written in the config), and routes that
 pick receivers by namespace, target and event.
+
+Pure models: the address policy they make and the URL a receiver reads are
+`canaryd.adapters.webhook.address_policy` and `.receiver_url`.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from canaryd.adapters.webhook import AddressPolicy
 from canaryd.core.base import Model
 from canaryd.core.durations import Duration
-from canaryd.core.hookspec import check_hook_url
 from canaryd.core.names import Label
 
 EVENTS = ("started", "stepPassed", "paused", "rolledBack", "succeeded", "failed", "aborted",
@@ -49,13 +48,6 @@ class HookSettings(Model):
         description="calls never reach these (default: loopback, canaryd's own pod); "
         "link-local addresses (cloud metadata) are always refused")
 
-    def policy(self) -> AddressPolicy:
-        return AddressPolicy(
-            allow=tuple(ipaddress.ip_network(n, strict=False) for n in self.allow_networks),
-            deny=tuple(ipaddress.ip_network(n, strict=False) for n in self.deny_networks))
-
-    def secret_path(self, name: str) -> Path:
-        return Path(self.secrets_dir) / name
 
 
 class UrlFrom(Model):
@@ -71,24 +63,6 @@ class UrlFrom(Model):
             raise ValueError("give exactly one of file or env")
         return self
 
-    def read(self) -> str:
-        """The URL, validated; ValueError saying where it was looked for (never the URL)."""
-        if self.env is not None:
-            value = os.environ.get(self.env, "").strip()
-            where = f"environment variable {self.env}"
-        else:
-            assert self.file is not None
-            try:
-                value = Path(self.file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read {self.file}: {exc.strerror}") from None
-            where = self.file
-        if not value:
-            raise ValueError(f"{where} is empty or unset")
-        try:
-            return check_hook_url(value)
-        except ValueError as exc:
-            raise ValueError(f"the URL in {where} is not usable: {exc}") from None
 
 
 class Receiver(Model):

@@ -18,7 +18,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from canaryd.analysis import promql
+from canaryd.core import promql
 from canaryd.sandbox.prometheus import PrometheusServer, find_binary
 
 pytestmark = pytest.mark.prometheus

@@ -1,1 +1,0 @@
-"""Analysis: metric templates, PromQL rendering, and the Prometheus provider."""
