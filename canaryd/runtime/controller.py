@@ -30,6 +30,7 @@ from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.hooks import HookRunner
 from canaryd.runtime.informer import Informer, Listener
 from canaryd.runtime.metrics import DaemonMetrics
+from canaryd.runtime.notifier import Notifier
 from canaryd.runtime.queue import DueQueue
 from canaryd.runtime.reconcile import Observed, Reconciler
 from canaryd.runtime.report import Reporter
@@ -74,6 +75,9 @@ class Controller:
                                      reporter=self.reporter, metrics=metrics,
                                      identity=identity, may_write=may_write, hooks=self.hooks)
         self._informer = Informer(self.store, self.cache, self._changed)
+        self.notifier = Notifier(settings=settings, cache=self.cache, store=self.store,
+                                 may_write=may_write, registry=metrics.registry, clock=clock)
+        self.listeners.append(self.notifier.changed)
 
     @property
     def synced(self) -> asyncio.Event:
@@ -129,6 +133,14 @@ class Controller:
         """
         self._observe()
         await aio.first(self.synced.wait(), stop.wait())
+        notifier = asyncio.create_task(self.notifier.run(stop), name="notifier")
+        try:
+            await self._rounds(stop)
+        finally:
+            notifier.cancel()
+            await asyncio.gather(notifier, return_exceptions=True)
+
+    async def _rounds(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             tick = self.settings().controller.tick
             started = time.monotonic()

@@ -1,0 +1,224 @@
+"""Notifications, off the reconcile loop: the leader tells people what happened and why.
+
+Every rollout change (the informer's listener) and a periodic sweep compute the notices
+status holds beyond what each routed receiver was sent (status.notified: receiver -> seq).
+Each receiver has its own bounded queue and worker: a slow or dead receiver delays nobody
+else, and never a rollout. A delivery is retried (tenacity, bounded, with backoff); once it
+is delivered, or given up on (logged, counted in /metrics), the receiver's seq is written to
+status, fenced by resourceVersion, so a new leader sends what the old one had not, and
+nothing twice. Only the leader sends: the notifier runs beside the reconcile loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from canaryd.adapters import notify as render
+from canaryd.adapters import webhook
+from canaryd.adapters.errors import Conflict, KubeError
+from canaryd.adapters.kube import ObjectRef, RolloutStore
+from canaryd.core.hooksettings import Receiver
+from canaryd.core.notices import Notice, notices
+from canaryd.core.settings import Settings
+from canaryd.runtime.cache import RolloutCache
+
+log = structlog.get_logger("canaryd.notify")
+SWEEP = 2.0  # seconds between sweeps of every cached rollout
+WATERMARK_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Delivery:
+    key: str
+    receiver: str
+    notice: Notice
+
+
+class Notifier:
+    def __init__(
+        self, *, settings: Callable[[], Settings], cache: RolloutCache, store: RolloutStore,
+        may_write: Callable[[], bool], registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings, self.cache, self.store = settings, cache, store
+        self.may_write, self.clock = may_write, clock
+        self._queues: dict[str, asyncio.Queue[Delivery]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._queued: dict[tuple[str, str], int] = {}  # (rollout, receiver) -> seq queued
+        self._wake = asyncio.Event()
+        self._session: aiohttp.ClientSession | None = None
+        self._policy: webhook.AddressPolicy | None = None
+        self.sent = Counter("canaryd_notifications", "Notifications by receiver and outcome "
+                            "(sent, failed: given up after retries, dropped: queue full)",
+                            ["receiver", "outcome"], registry=registry)
+        self.up = Gauge("canaryd_notification_receiver_up", "0 after a delivery to the "
+                        "receiver was given up on, 1 after one succeeded", ["receiver"],
+                        registry=registry)
+        self.depth = Gauge("canaryd_notification_queue", "Notifications waiting per "
+                           "receiver", ["receiver"], registry=registry)
+
+    def changed(self, kind: str, obj: dict[str, Any]) -> None:
+        """The informer's listener: look at the rollouts soon."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sweep and deliver until `stop` (the leader's term) ends; what is queued then is
+        left to the next leader (status says it was not sent)."""
+        try:
+            while not stop.is_set():
+                if self.may_write():
+                    self.sweep()
+                self._wake.clear()
+                waits = {asyncio.ensure_future(self._wake.wait()),
+                         asyncio.ensure_future(stop.wait())}
+                await asyncio.wait(waits, timeout=SWEEP, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+        finally:
+            await self.close()
+
+    # ------------------------------------------------------------------ what to send
+
+    def sweep(self) -> None:
+        conf = self.settings().notifications
+        if not conf.receivers:
+            return
+        receivers = {r.name: r for r in conf.receivers}
+        horizon = self.clock() - timedelta(seconds=conf.backfill)
+        for key, obj in list(self.cache.items()):
+            read = self.cache.read(obj)
+            if read.status is None:
+                continue
+            meta = obj.get("metadata") or {}
+            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+            assert isinstance(spec, dict)
+            status = read.status
+            for notice in notices(meta, spec, status):
+                for name in conf.receivers_for(notice.namespace, notice.target, notice.event):
+                    receiver = receivers.get(name)
+                    if receiver is None:
+                        continue
+                    told = status.notified.get(name)
+                    if told is not None and notice.seq <= told:
+                        continue
+                    if told is None and notice.time < horizon:
+                        continue  # from before this receiver was told about the rollout
+                    if self._queued.get((key, name), -1) >= notice.seq:
+                        continue
+                    self._enqueue(receiver, Delivery(key, name, notice))
+
+    def _enqueue(self, receiver: Receiver, delivery: Delivery) -> None:
+        queue = self._queues.get(receiver.name)
+        if queue is None or queue.maxsize != receiver.queue:
+            queue = self._queues[receiver.name] = asyncio.Queue(maxsize=receiver.queue)
+        if queue.full():
+            dropped = queue.get_nowait()
+            self.sent.labels(receiver.name, "dropped").inc()
+            log.warning("notification dropped: queue full", receiver=receiver.name,
+                        rollout=dropped.key, kind=dropped.notice.event)
+        queue.put_nowait(delivery)
+        self._queued[(delivery.key, receiver.name)] = delivery.notice.seq
+        self.depth.labels(receiver.name).set(queue.qsize())
+        worker = self._workers.get(receiver.name)
+        if worker is None or worker.done():
+            self._workers[receiver.name] = asyncio.get_running_loop().create_task(
+                self._work(receiver.name, queue), name=f"notify {receiver.name}")
+
+    # ------------------------------------------------------------------ delivery
+
+    def _client(self) -> aiohttp.ClientSession:
+        policy = webhook.address_policy(self.settings().hooks)
+        if self._session is None or policy != self._policy:
+            if self._session is not None:
+                asyncio.get_running_loop().create_task(self._session.close())
+            self._session, self._policy = webhook.session(policy), policy
+        return self._session
+
+    async def _work(self, name: str, queue: asyncio.Queue[Delivery]) -> None:
+        while True:
+            d = await queue.get()
+            self.depth.labels(name).set(queue.qsize())
+            if not self.may_write():
+                continue  # no longer leading: the next leader sends it
+            conf = self.settings().notifications
+            receiver = next((r for r in conf.receivers if r.name == name), None)
+            if receiver is None:
+                continue
+            try:
+                ok = await self._deliver(receiver, d, conf.api_url)
+                self.sent.labels(name, "sent" if ok else "failed").inc()
+                self.up.labels(name).set(1 if ok else 0)
+                if self.may_write():
+                    await self._mark(d)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad delivery never stops the receiver's queue
+                log.exception("notification failed", receiver=name, rollout=d.key)
+
+    async def _deliver(self, receiver: Receiver, d: Delivery, api_url: str | None) -> bool:
+        try:
+            url = webhook.receiver_url(receiver.url_from)
+        except ValueError as exc:
+            log.error("notification not sent: receiver URL unusable", receiver=receiver.name,
+                      error=str(exc))
+            return False
+        body = render.RENDER[receiver.kind](d.notice, api_url)
+        headers = {}
+        if receiver.kind in render.CONTENT_TYPES:
+            headers["Content-Type"] = render.CONTENT_TYPES[receiver.kind]
+        answer = await webhook.post(self._client(), url, body, deadline=receiver.timeout,
+                                    retries=receiver.retries, headers=headers,
+                                    what=f"notify {receiver.name}")
+        ok = answer.status is not None and 200 <= answer.status < 300
+        (log.info if ok else log.error)(
+            "notification sent" if ok else "notification given up",
+            receiver=receiver.name, url=webhook.redact(url), rollout=d.key,
+            kind=d.notice.event, seq=d.notice.seq, answer=answer.detail[:200])
+        return ok
+
+    async def _mark(self, d: Delivery) -> None:
+        """status.notified[receiver] = seq, fenced by resourceVersion (re-read on 409)."""
+        for _ in range(WATERMARK_TRIES):
+            obj = self.cache.get(d.key)
+            if obj is None:
+                return
+            read = self.cache.read(obj)
+            if read.status is None or read.status.notified.get(d.receiver, -1) >= d.notice.seq:
+                return
+            meta = obj["metadata"]
+            try:
+                self.cache.put(await self.store.write_status(
+                    ObjectRef(meta["namespace"], meta["name"]),
+                    {"notified": {d.receiver: d.notice.seq}}, meta["resourceVersion"]))
+                return
+            except Conflict:
+                await asyncio.sleep(0.1)  # the controller wrote; the watch brings it
+            except KubeError as exc:
+                log.warning("notification progress not recorded yet", rollout=d.key,
+                            receiver=d.receiver, error=str(exc)[:200])
+                await asyncio.sleep(0.5)
+        log.warning("notification progress not recorded", rollout=d.key, receiver=d.receiver)
+
+    async def close(self) -> None:
+        for task in self._workers.values():
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        self._workers.clear()
+        self._queues.clear()
+        self._queued.clear()
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                await self._session.close()
+            self._session = None
+
+
+__all__ = ["Delivery", "Notifier"]
