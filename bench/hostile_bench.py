@@ -22,9 +22,12 @@ Scenarios (--scenarios, all by default):
            tests/hostile/support.MemoryGuard).
   series   --rollouts Rollouts created then deleted (through the Kubernetes API):
            per-rollout series in /metrics before, with them, and after.
+  crowd    --crowd Rollouts on one VirtualService with unreadable statuses (they stay
+           active): /healthz latency while every controller round arbitrates among them.
 
     .venv/bin/python bench/hostile_bench.py [--scenarios load,stalls,garbage,series]
         [--bad-rps 200] [--seconds 20] [--get-rps 50] [--stall-seconds 3] [--rollouts 1000]
+        [--crowd 300]
 """
 
 from __future__ import annotations
@@ -434,7 +437,58 @@ async def series(daemon: Daemon, args: argparse.Namespace) -> None:
           "seconds_to_appear": round(took_up, 1), "seconds_to_go": round(took_down, 1)})
 
 
-SCENARIOS = {"load": load, "stalls": stalls, "garbage": garbage, "series": series}
+async def crowd(daemon: Daemon, args: argparse.Namespace) -> None:
+    """--crowd Rollouts on one VirtualService, each with an unreadable status (phase 42:
+    active, it keeps its claims), written straight to Kubernetes: every controller round
+    arbitrates among them. /healthz at 50/s while they stand, once each is reported
+    Degraded (steady state)."""
+    names = [f"crowd{i:04d}" for i in range(args.crowd)]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as http:
+
+        async def each(call: Callable[[str], Any]) -> None:
+            sem = asyncio.Semaphore(16)
+
+            async def one(name: str) -> None:
+                async with sem, call(name) as resp:
+                    assert resp.status < 300, await resp.text()
+
+            await asyncio.gather(*(one(n) for n in names))
+
+        def aliased(name: str) -> dict[str, Any]:
+            body = manifest(name)
+            body["spec"]["router"]["istio"]["virtualService"] = "crowd"
+            return body
+
+        began = time.monotonic()
+        await each(lambda n: http.post(f"{daemon.kube_url}{ROLLOUTS}", json=aliased(n)))
+        await each(lambda n: http.patch(
+            f"{daemon.kube_url}{ROLLOUTS}/{n}/status",
+            data=_json({"status": {"phase": 42, "sequence": 1}}),
+            headers={"Content-Type": "application/merge-patch+json"}))
+        written = time.monotonic() - began
+
+        async def reported() -> int:  # each one's Degraded report written: steady state
+            async with http.get(f"{daemon.url}/metrics") as resp:
+                text = await resp.text()
+            return sum(1 for line in text.splitlines()
+                       if line.startswith("canaryd_rollout_degraded{") and "crowd" in line)
+
+        while await reported() < args.crowd and time.monotonic() - began < 300:
+            await asyncio.sleep(0.5)
+        settled = time.monotonic() - began - written
+        cpu = cpu_seconds(daemon.pid)
+        async with Probe(daemon.url, "/healthz", None, 50, args.seconds) as healthz:
+            samples = summary(await healthz.result())
+        cpu_percent = round(100 * (cpu_seconds(daemon.pid) - cpu) / args.seconds, 1)
+        await each(lambda n: http.delete(f"{daemon.kube_url}{ROLLOUTS}/{n}"))
+    emit({"scenario": "crowd", "rollouts_on_one_route": args.crowd,
+          "seconds_to_write": round(written, 1), "seconds_to_report": round(settled, 1),
+          "healthz": samples,
+          "daemon_cpu_percent": cpu_percent})
+
+
+SCENARIOS = {"load": load, "stalls": stalls, "garbage": garbage, "series": series,
+             "crowd": crowd}
 
 
 async def bench(args: argparse.Namespace) -> None:
@@ -456,6 +510,7 @@ def main() -> None:
     p.add_argument("--get-rps", type=float, default=50.0)
     p.add_argument("--stall-seconds", type=float, default=3.0)
     p.add_argument("--rollouts", type=int, default=1000)
+    p.add_argument("--crowd", type=int, default=300)
     args = p.parse_args()
     if args.probe:
         url, path, role, rps, seconds = json.loads(args.probe)
