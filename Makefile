@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup prometheus realkube realkube-if-go lint typecheck test demo sandbox bench clean crds
+.PHONY: setup prometheus chromium realkube realkube-if-go lint typecheck test demo sandbox bench clean crds
 
 $(BIN)/canaryd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/canaryd: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 
-setup: $(BIN)/canaryd prometheus
+setup: $(BIN)/canaryd prometheus chromium
 
 # The sandbox runs the real Prometheus server from Debian's package.
 prometheus:
@@ -25,6 +25,21 @@ prometheus:
 		echo "prometheus is not on PATH. Install it as root with:"; \
 		echo "    sudo apt-get update && sudo apt-get install -y prometheus"; \
 		exit 1; \
+	fi
+
+# The dashboard's browser tests (tests/ui/) drive Debian's chromium through Playwright's
+# Python package; Playwright never downloads a browser of its own. Without it, as a user,
+# those tests skip and say why; CI (CI=true) needs it.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	elif [ -n "$$CI" ]; then \
+		echo "chromium is not on PATH; CI needs it for tests/ui/" >&2; exit 1; \
+	else \
+		echo "chromium is not on PATH: the browser tests (tests/ui/) are skipped. Install it with:"; \
+		echo "    sudo apt-get update && sudo apt-get install -y chromium"; \
 	fi
 
 # The real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok), built

@@ -1,4 +1,5 @@
-"""The aiohttp application of `canaryd serve`: health, metrics, OpenAPI and the rollout API.
+"""The aiohttp application of `canaryd serve`: health, metrics, OpenAPI, the rollout API and
+the web dashboard (/ui/).
 
 Middlewares, outermost first: the access log (method, path, status, duration, the token's
 name, never the token) and the error renderer (every error is problem+json). Background
@@ -25,7 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from canaryd.api import events, openapi, problems, rollouts
+from canaryd.api import events, openapi, problems, profiles, rollouts, ui
 from canaryd.api.auth import TokenSource
 from canaryd.api.body import MAX_BODY, too_large
 from canaryd.api.context import IDENTITY, STATE, ApiState, Handler, Hub
@@ -187,10 +188,13 @@ def build_app(
     r.add_get("/metrics", metrics)
     r.add_get("/api/v1/openapi.json", openapi_json)
     r.add_get("/api/v1/whoami", rollouts.whoami)
+    r.add_get("/api/v1/profiles", profiles.list_profiles)
     r.add_get(rollouts.BASE, rollouts.list_rollouts)
     r.add_post(rollouts.BASE, rollouts.create)
     r.add_get(rollouts.BASE + "/{namespace}/{name}", rollouts.get)
     r.add_get(rollouts.BASE + "/{namespace}/{name}/events", events.events)
+    r.add_get(rollouts.BASE + "/{namespace}/{name}/analysis", profiles.analysis)
     for action in rollouts.ACTION_PHASES:
         r.add_post(f"{rollouts.BASE}/{{namespace}}/{{name}}/{action}", rollouts.action(action))
+    ui.add_routes(app)
     return app

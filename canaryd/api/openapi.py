@@ -143,6 +143,11 @@ def paths() -> dict[str, Any]:
         "/api/v1/whoami": {"get": {
             "operationId": "whoami", "summary": "The calling token's name and role (read).",
             "responses": {"200": _json("the caller", "WhoAmI"), **AUTH}}},
+        "/api/v1/profiles": {"get": {
+            "operationId": "listProfiles",
+            "summary": "The live configuration's analysis profiles: checks, thresholds, "
+                       "limits (read).",
+            "responses": {"200": _json("every profile", "ProfileList"), **AUTH}}},
         "/api/v1/rollouts": {
             "get": {
                 "operationId": "listRollouts",
@@ -215,6 +220,14 @@ def paths() -> dict[str, Any]:
                                "GapEvent, VerdictEvent)",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                 **AUTH, **ONE}}},
+        "/api/v1/rollouts/{namespace}/{name}/analysis": {"get": {
+            "operationId": "getRolloutAnalysis",
+            "summary": "What the rollout is judged by: its profile's checks after the "
+                       "rollout's overrides and dry-run checks (read).",
+            "parameters": NAME_PARAMS,
+            "responses": {"200": _json("the effective analysis", "AnalysisView"), **AUTH, **ONE,
+                          "409": _problem("the spec does not resolve against the live "
+                                          "configuration (the reason is given)")}}},
     }
     for action, summary in ACTIONS.items():
         out[f"/api/v1/rollouts/{{namespace}}/{{name}}/{action}"] = {"post": {

@@ -11,7 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canaryd.core.analysisspec import Sequential
 from canaryd.core.model import Phase, RolloutSpec, RolloutStatus, Verdict, Weights
+from canaryd.core.settings import Limits
 
 
 class _Wire(BaseModel):
@@ -150,7 +152,62 @@ class GapEvent(_Wire):
     detail: str
 
 
+# ---------------------------------------------------------------------------- profiles
+
+
+class CheckSpec(_Wire):
+    """One check of a profile (or of a rollout's analysis) with its thresholds."""
+
+    metric: str
+    unit: str = Field(description="the metric template's unit")
+    description: str = Field(description="the metric template's description")
+    min: float | None = Field(default=None, description="the lowest passing value")
+    max: float | None = Field(default=None, description="the highest passing value")
+    max_ratio_to_stable: float | None = Field(default=None, alias="maxRatioToStable")
+    sequential: Sequential | None = None
+    dry_run: bool = Field(default=False, alias="dryRun")
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class HookRef(_Wire):
+    """A profile's hook: its name and stage (its webhook is not shown)."""
+
+    name: str
+    stage: str
+
+
+class ProfileView(_Wire):
+    """An analysis profile of the live configuration (read-only)."""
+
+    name: str
+    interval: str
+    min_interval: str = Field(alias="minInterval")
+    max_interval: str = Field(alias="maxInterval")
+    min_requests: int = Field(alias="minRequests")
+    min_passed_runs: int = Field(alias="minPassedRuns")
+    allow_unanalysed_promotion: bool = Field(alias="allowUnanalysedPromotion")
+    limits: Limits
+    checks: list[CheckSpec]
+    hooks: list[HookRef] = Field(default_factory=list)
+
+
+class ProfileList(_Wire):
+    items: list[ProfileView]
+
+
+class AnalysisView(_Wire):
+    """What a rollout is judged by: its profile after its own overrides and dry-run checks."""
+
+    rollout: str
+    profile: str
+    interval: str
+    min_requests: int = Field(alias="minRequests")
+    limits: Limits
+    checks: list[CheckSpec]
+
+
 COMPONENTS: tuple[type[BaseModel], ...] = (
     Rollout, RolloutList, Problem, WhoAmI, Health, Readiness,
     StateEvent, TransitionEvent, CheckEvent, VerdictEvent, GapEvent,
+    ProfileList, AnalysisView,
 )
