@@ -109,6 +109,10 @@ async def create(request: web.Request) -> web.Response:
                                    within=state.guard.limits.body_timeout)
     admitted = admission.validate(doc, state.deps.settings())
     in_scope(request, admitted.namespace)
+    unreadable = await state.deps.writer.hook_secrets(admitted.spec, admitted.namespace,
+                                                      state.deps.settings())
+    if unreadable:
+        raise problems.invalid(unreadable)
     if admitted.spec.supersede:
         require(request, Role.OPERATE, "spec.supersede (rolling back a running rollout)")
     unanalysed = plan.unanalysed_promotion(admitted.spec)

@@ -1,9 +1,9 @@
 """A rollout's event stream, rebuilt from its status alone. Pure.
 
-Every transition (status.history) and every analysis run (status.checks) carries `seq`, the
-value of status.sequence when it was recorded; each increment of the counter is exactly one
-of the two. So any replica can replay the stream from any point, and an event id is a
-position in it:
+Every transition (status.history), every analysis run (status.checks) and every hook call's
+start and finish (status.hooks: seq, finishedSeq) carries the value of status.sequence when
+it was recorded; each increment of the counter is exactly one of them. So any replica can
+replay the stream from any point, and an event id is a position in it:
 
     "7"        the transition with seq 7
     "8.2"      the 2nd check result of the analysis run with seq 8
@@ -114,6 +114,16 @@ def _check(check: dict[str, Any], index: int, seq: int) -> Event:
     return Event("check", data, (seq, index))
 
 
+def _hook(run: dict[str, Any], seq: int, what: str) -> Event:
+    """A hook call started (seq) or finished (finishedSeq): one status.sequence each."""
+    data = {k: run.get(k) for k in ("id", "name", "stage", "step", "started", "finished",
+                                    "reason", "asks")}
+    data["outcome"] = run.get("outcome") if what == "finished" else "Running"
+    data["time"] = run.get("finished") if what == "finished" else run.get("started")
+    data["seq"] = seq
+    return Event("hook", data, (seq, 0))
+
+
 def verdict(obj: dict[str, Any]) -> Event:
     status = _status(obj)
     phase = reading.read_status(obj).phase or Phase.PENDING
@@ -155,6 +165,11 @@ def recorded(obj: dict[str, Any]) -> list[Event]:
     for check, seq in _entries(status, "checks"):
         subs[seq] = subs.get(seq, 0) + 1
         events.append(_check(check, subs[seq], seq))
+    for run, seq in _entries(status, "hooks"):
+        events.append(_hook(run, seq, "started"))
+        done = _count(run.get("finishedSeq"))
+        if done is not None and run.get("outcome") in ("Passed", "Failed"):
+            events.append(_hook(run, done, "finished"))
     events.sort(key=lambda e: e.position or START)
     if reading.read_status(obj).terminal:
         events.append(verdict(obj))

@@ -13,9 +13,11 @@ from kubernetes_asyncio import client
 
 from canaryd.adapters.errors import Conflict, Forbidden, Invalid, KubeError, NotFound
 from canaryd.adapters.retry import kube_call
+from canaryd.adapters.secrets import SecretError, read_secret
 from canaryd.api import problems
 from canaryd.api.problems import FieldError, Problem
 from canaryd.core import model
+from canaryd.core.settings import Settings
 
 TIMEOUT = 10.0
 MERGE = "application/merge-patch+json"
@@ -42,7 +44,20 @@ def _problem(exc: KubeError, what: str) -> Problem:
 
 class RolloutWriter:
     def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
         self.custom = client.CustomObjectsApi(api)
+
+    async def hook_secrets(self, spec: model.RolloutSpec, namespace: str,
+                           settings: Settings) -> list[FieldError]:
+        """Every hook secret of `spec` that cannot be read, as the field to fix."""
+        errors = []
+        for i, hook in enumerate(spec.hooks):
+            try:
+                await read_secret(hook, namespace, settings, self.api, f"spec.hooks[{i}]")
+            except SecretError as exc:
+                field, _, detail = str(exc).partition(": ")
+                errors.append(FieldError(detail=detail, pointer=problems.from_dotted(field)))
+        return errors
 
     async def create(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """Create the Rollout; with `dry_run`, Kubernetes runs everything (defaulting, the

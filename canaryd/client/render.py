@@ -82,6 +82,15 @@ def check_line(c: Mapping[str, Any]) -> str:
     return line
 
 
+def hook_line(h: Mapping[str, Any]) -> str:
+    """One hook call: `hook step/load (step 2) Passed: HTTP 200`."""
+    step = h.get("step")
+    where = f" (step {int(step) + 1})" if isinstance(step, int) else ""
+    asks = f", asked {h['asks']}x" if (h.get("asks") or 0) > 1 else ""
+    reason = f": {h['reason']}" if h.get("reason") else ""
+    return f"hook {h.get('stage')}/{h.get('name')}{where} {h.get('outcome')}{asks}{reason}"
+
+
 def line(event: Event) -> str | None:
     d = event.data
     if event.kind == "state":
@@ -102,6 +111,8 @@ def line(event: Event) -> str | None:
     if event.kind == "check":
         number = d.get("stepNumber") or int(d.get("step") or 0) + 1
         return f"{_clock(d.get('time'))}   [step {number}] {check_line(d)}"
+    if event.kind == "hook":
+        return f"{_clock(d.get('time'))}   {hook_line(d)}"
     if event.kind == "gap":
         return f"{_clock(None)} ({d.get('missing')} earlier events are no longer kept)"
     if event.kind == "verdict":

@@ -48,6 +48,10 @@ def describe(obj: dict[str, Any]) -> list[str]:
             lines.append("dry-run checks (recorded, never decide):")
             lines.extend(f"  {render.check_line(c).removeprefix('[dry-run] ')}"
                          for c in trying)
+    hooks = status.get("hooks") or []
+    if hooks:
+        lines.append("hooks:")
+        lines.extend(f"  {render.hook_line(h).removeprefix('hook ')}" for h in hooks)
     return lines
 
 

@@ -10,12 +10,10 @@ other call is not repeated, the machine times it out (`canaryd.core.hooks.absorb
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,8 +22,7 @@ from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from canaryd.adapters import webhook
-from canaryd.adapters.errors import KubeError
-from canaryd.adapters.retry import kube_call
+from canaryd.adapters.secrets import SecretError, read_secret
 from canaryd.core.hooks import HookReport, RunHook, resolve
 from canaryd.core.hookspec import Hook, HookRun
 from canaryd.core.model import RolloutSpec, RolloutStatus
@@ -33,45 +30,6 @@ from canaryd.core.settings import Settings
 
 log = structlog.get_logger("canaryd.hooks")
 Key = tuple[str, str]  # (rollout, run id)
-
-
-class SecretError(ValueError):
-    """A hook's signing secret cannot be read (the message names the field)."""
-
-
-async def read_secret(
-    hook: Hook, namespace: str, settings: Settings, api: client.ApiClient | None, where: str,
-) -> bytes | None:
-    """The signing secret of `hook` (None when it has none); SecretError saying which field
-    and why, never the secret."""
-    spec = hook.webhook
-    if spec.secret_file is not None:
-        path = Path(settings.hooks.secrets_dir) / spec.secret_file
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise SecretError(f"{where}.webhook.secretFile: cannot read {path}: "
-                              f"{exc.strerror or type(exc).__name__}") from None
-        if not data.strip():
-            raise SecretError(f"{where}.webhook.secretFile: {path} is empty")
-        return data.strip()
-    ref = spec.secret_ref
-    if ref is None:
-        return None
-    if api is None:
-        raise SecretError(f"{where}.webhook.secretRef: no Kubernetes client to read it with")
-    core = client.CoreV1Api(api)
-    try:
-        secret = await kube_call(f"read secret {namespace}/{ref.name}",
-                                 lambda: core.read_namespaced_secret(ref.name, namespace))
-    except KubeError as exc:
-        raise SecretError(f"{where}.webhook.secretRef: Secret {namespace}/{ref.name} cannot "
-                          f"be read ({type(exc).__name__})") from None
-    value = (secret.data or {}).get(ref.key)
-    if not value:
-        raise SecretError(f"{where}.webhook.secretRef: Secret {namespace}/{ref.name} has no "
-                          f"key {ref.key!r}")
-    return base64.b64decode(value)
 
 
 def payload(raw: Mapping[str, Any], spec: RolloutSpec, status: RolloutStatus, run: HookRun,

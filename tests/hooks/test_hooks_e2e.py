@@ -3,15 +3,20 @@ aiohttp server in the test receiving the hook calls."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from kubernetes_asyncio import config
 
+from canaryd.commands.get import describe
 from canaryd.sandbox.runner import Sandbox
+from tests.api.support import auth, tokens_yaml
 from tests.e2e.fixtures import canaryd_running, sandbox
 from tests.e2e.support import CONFIG, TERMINAL, Kube, eventually, rollout_manifest
 from tests.hooks.receiver import Receiver, receiver
@@ -21,9 +26,22 @@ __all__ = ["sandbox"]
 SECRET = b"s3cr3t-for-hmac"
 
 
+@dataclass
+class Hooked:
+    kube: Kube
+    rec: Receiver
+    url: str  # canaryd's API
+
+    async def submit(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{self.url}/api/v1/rollouts", json=body, headers=auth("submit")) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
 @pytest.fixture
-async def hooked(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Kube, Receiver]]:
-    """canaryd with hooks allowed to reach loopback (the receiver) and a secrets dir."""
+async def hooked(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Hooked]:
+    """canaryd (its API with tokens) with hooks allowed to reach loopback (the receiver)
+    and a secrets dir."""
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "hmac").write_bytes(SECRET + b"\n")
@@ -31,11 +49,14 @@ async def hooked(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[tuple[Kube, 
     settings["hooks"] = {"secretsDir": str(secrets), "denyNetworks": []}
     path = tmp_path / "canaryd.yaml"
     path.write_text(yaml.safe_dump(settings))
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(tokens_yaml())
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
     async with receiver() as rec:
         try:
-            async with canaryd_running(sandbox, config=path):
-                yield Kube(api), rec
+            async with canaryd_running(sandbox, config=path, tokens_file=tokens) as daemon:
+                assert daemon.url is not None
+                yield Hooked(Kube(api), rec, daemon.url)
         finally:
             await api.close()
 
@@ -46,9 +67,9 @@ def hook(rec: Receiver, name: str, stage: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_a_failing_prerollout_hook_leaves_traffic_untouched_and_fails(
-    hooked: tuple[Kube, Receiver],
+    hooked: Hooked,
 ) -> None:
-    kube, rec = hooked
+    kube, rec = hooked.kube, hooked.rec
     rec.answers["/smoke"] = (500, {"reason": "smoke test: 3 of 40 requests failed"})
     await kube.create_rollout(rollout_manifest(hooks=[hook(rec, "smoke", "preRollout",
                                                            retries=1)]))
@@ -65,15 +86,25 @@ async def test_a_failing_prerollout_hook_leaves_traffic_untouched_and_fails(
     body = calls[0].json
     assert body["stage"] == "preRollout" and body["rollout"]["name"] == "podinfo-v2"
     assert body["weights"] is None or body["weights"]["canary"] == 0
+    # The API's event stream and `canaryd get` show the call.
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{hooked.url}/api/v1/rollouts/demo/podinfo-v2/events",
+            headers=auth("read")) as resp:
+        text = await resp.text()
+    hooks = [json.loads(line[6:]) for block in text.split("\n\n") if "event: hook" in block
+             for line in block.splitlines() if line.startswith("data: ")]
+    assert [h["outcome"] for h in hooks] == ["Running", "Failed"], text
+    assert "smoke test: 3 of 40" in hooks[1]["reason"]
+    shown = "\n".join(describe(await kube.rollout("podinfo-v2")))
+    assert "hooks:\n  preRollout/smoke Failed: HTTP 500: smoke test" in shown, shown
 
 
-async def test_confirm_promotion_holds_until_the_receiver_says_yes(
-    hooked: tuple[Kube, Receiver],
-) -> None:
-    kube, rec = hooked
+async def test_confirm_promotion_holds_until_the_receiver_says_yes(hooked: Hooked) -> None:
+    kube, rec = hooked.kube, hooked.rec
     rec.answers["/cab"] = (425, {"reason": "CHG-1234 awaiting approval"})
-    await kube.create_rollout(rollout_manifest(hooks=[hook(rec, "cab", "confirmPromotion",
-                                                           interval="1s")]))
+    code, created = await hooked.submit(rollout_manifest(hooks=[
+        hook(rec, "cab", "confirmPromotion", interval="1s")]))
+    assert code == 201, created
 
     async def asked_twice() -> dict[str, Any] | None:
         status = await kube.status("podinfo-v2")
@@ -91,3 +122,26 @@ async def test_confirm_promotion_holds_until_the_receiver_says_yes(
     (run,) = status["hooks"]
     assert run["outcome"] == "Passed" and run["asks"] >= 2
     assert analysed >= 1
+
+
+async def test_bad_hooks_are_refused_at_submit_naming_the_field(hooked: Hooked) -> None:
+    rec = hooked.rec
+    bad = [
+        hook(rec, "smoke", "preRollout") | {"webhook": {"url": f"{rec.url}/x",
+                                                         "secretFile": "missing"}},
+        hook(rec, "cab", "step") | {"webhook": {"url": "file:///etc/passwd"}},
+        hook(rec, "meta", "step") | {"webhook": {"url": "http://169.254.169.254/latest"}},
+        hook(rec, "sig", "step") | {"webhook": {"url": f"{rec.url}/x",
+                                                "secretRef": {"name": "nope", "key": "k"}}},
+    ]
+    for i, h in enumerate(bad):
+        code, problem = await hooked.submit(rollout_manifest(hooks=[h]))
+        assert code == 422, problem
+        pointers = {e["pointer"]: e["detail"] for e in problem["errors"]}
+        field = {0: "secretFile", 1: "url", 2: "url", 3: "secretRef"}[i]
+        (detail,) = [d for p, d in pointers.items() if p == f"/spec/hooks/0/webhook/{field}"]
+        assert {0: "cannot read", 1: "http:// or https://", 2: "link-local",
+                3: "no Secret demo/nope"}[i] in detail, detail
+    assert not rec.calls, "nothing was called"
+    assert not (await hooked.kube.custom.list_namespaced_custom_object(
+        "canaryd.io", "v1alpha1", "demo", "rollouts"))["items"], "nothing was created"
