@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup prometheus chromium realkube realkube-if-go lint typecheck test demo sandbox bench clean crds
+.PHONY: setup prometheus chromium realkube realkube-if-go helm lint typecheck test demo sandbox bench clean crds
 
 $(BIN)/canaryd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,15 @@ chromium:
 realkube:
 	@bash canaryd/sandbox/realkube/build.sh >/dev/null
 
+# helm (for the chart's tests), built with `go install helm.sh/helm/v3/cmd/helm@<pinned>` into
+# ~/.cache/canaryd/helm/<version>/bin/ beside the control plane, and reused from there.
+helm:
+	@bash deploy/helm/build-helm.sh >/dev/null
+
 # `make test` runs the real tier when Go is there; without Go it says so (CI=true: an error).
 realkube-if-go:
 	@if command -v go >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory realkube; \
+		$(MAKE) --no-print-directory realkube helm; \
 	elif [ -n "$$CI" ]; then \
 		echo "realkube: go is not on PATH; CI needs the real control plane tier" >&2; exit 1; \
 	else \
@@ -59,6 +64,7 @@ realkube-if-go:
 
 lint: $(BIN)/canaryd
 	$(BIN)/ruff check canaryd tests bench
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(BIN)/canaryd
 	$(BIN)/mypy --strict canaryd
