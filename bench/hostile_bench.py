@@ -27,7 +27,7 @@ Scenarios (--scenarios, all by default):
 
     .venv/bin/python bench/hostile_bench.py [--scenarios load,stalls,garbage,series]
         [--bad-rps 200] [--seconds 20] [--get-rps 50] [--stall-seconds 3] [--rollouts 1000]
-        [--crowd 300]
+        [--crowd 300] [--nice N]
 """
 
 from __future__ import annotations
@@ -246,8 +246,9 @@ async def load(daemon: Daemon, args: argparse.Namespace) -> None:
         unloaded = summary(await quiet.result())
         unloaded["daemon_cpu_percent"] = round(
             100 * (cpu_seconds(daemon.pid) - cpu) / args.seconds, 1)
-    kinds = list(MIX.values())
+    kinds = list(MIX.items())
     statuses: dict[str, int] = {}
+    by_kind: dict[str, dict[str, int]] = {kind: {} for kind in MIX}
     total = int(args.bad_rps * args.seconds)
     loop = asyncio.get_running_loop()
     with MemoryGuard(daemon.pid, kill_mib=1024) as memory:
@@ -258,7 +259,8 @@ async def load(daemon: Daemon, args: argparse.Namespace) -> None:
             async def one(i: int) -> None:
                 await asyncio.sleep(max(0.0, start + i / args.bad_rps - loop.time()))
                 sent.append(loop.time())
-                await send_bad(daemon.port, *kinds[i % len(kinds)], statuses)
+                kind, (data, held) = kinds[i % len(kinds)]
+                await send_bad(daemon.port, data, held, by_kind[kind])
 
             cpu = cpu_seconds(daemon.pid)
             sending = asyncio.gather(*(one(i) for i in range(total)))
@@ -267,11 +269,16 @@ async def load(daemon: Daemon, args: argparse.Namespace) -> None:
                 100 * (cpu_seconds(daemon.pid) - cpu) / args.seconds, 1)
             rss_at_end_of_window = memory.kib("VmRSS")
             await sending  # the held ones are cut by the daemon's timeouts
+    for counts in by_kind.values():
+        for status, n in counts.items():
+            statuses[status] = statuses.get(status, 0) + n
     emit({"scenario": "load", "bad_requests": total, "bad_rps_target": args.bad_rps,
           "bad_rps_sent": round(len(sent) / (max(sent) - min(sent) + 1 / args.bad_rps), 1),
           "kinds": len(kinds),
           "bad_statuses": dict(sorted(statuses.items())),
           "bad_5xx": sum(n for s, n in statuses.items() if s.startswith("5")),
+          "bad_5xx_by_kind": {k: {s: n for s, n in c.items() if s.startswith("5")}
+                              for k, c in by_kind.items() if any(s[0] == "5" for s in c)},
           "get_unloaded": unloaded, "get_loaded": loaded,
           "p99_ratio": round(loaded["p99_ms"] / unloaded["p99_ms"], 2),
           "rss_start_mib": round(memory.start / 1024, 1),
@@ -495,6 +502,9 @@ async def bench(args: argparse.Namespace) -> None:
     chosen = [SCENARIOS[s] for s in args.scenarios.split(",")]
     with tempfile.TemporaryDirectory(prefix="canaryd-hostile-bench-") as tmp, \
             daemon_process(Path(tmp), limits=None) as daemon:
+        if args.nice is not None:  # this process, its probes (inherited) and the daemon
+            for pid in (0, daemon.pid):
+                os.setpriority(os.PRIO_PROCESS, pid, args.nice)
         await target_rollout(daemon)
         for scenario in chosen:
             await scenario(daemon, args)
@@ -511,6 +521,8 @@ def main() -> None:
     p.add_argument("--stall-seconds", type=float, default=3.0)
     p.add_argument("--rollouts", type=int, default=1000)
     p.add_argument("--crowd", type=int, default=300)
+    p.add_argument("--nice", type=int, help="run the daemon, the probes and the load at this "
+                   "nice value (below 0: root), apart from what else a shared machine runs")
     args = p.parse_args()
     if args.probe:
         url, path, role, rps, seconds = json.loads(args.probe)
