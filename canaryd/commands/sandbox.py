@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from canaryd import log
+from canaryd import aio, log
 
 if TYPE_CHECKING:
     from canaryd.embedded import SandboxDaemon
@@ -118,7 +118,7 @@ async def _serve(args: argparse.Namespace) -> int:
     # after itself when cancelled) instead of waiting for a start that may hang.
     starting = asyncio.create_task(_start(sandbox, wait_for_traffic=args.example_app))
     stop_wait = asyncio.create_task(stopping.wait())
-    await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    await aio.first(starting, stop_wait)
     if not starting.done():
         starting.cancel()
         await asyncio.gather(starting, return_exceptions=True)

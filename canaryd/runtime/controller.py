@@ -161,7 +161,13 @@ class Controller:
         self.prometheus.reconfigure(prom.url, timeout=prom.timeout, retries=prom.retries)
         self.reporter.phases()
         self.reporter.expire(time.monotonic())
-        due = self.queue.take(k for k, obj in self.cache.items() if self._live(obj))
+        live = []
+        for key, obj in self.cache.items():
+            if self._live(obj):
+                live.append(key)
+            else:  # finished: not due until it changes (else the loop would never wait)
+                self.queue.forget(key)
+        due = self.queue.take(live)
         if not due:
             return
         try:
