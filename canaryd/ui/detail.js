@@ -5,6 +5,9 @@ import {h, fill, TERMINAL} from './dom.js';
 import {checkPlot, weightTimeline} from './plot.js';
 import {planSection, summary, metadataSection, historySection, hooksSection, checksTable} from './sections.js';
 
+// Check results kept by an open page (status itself keeps controller.checksKept of them).
+const MAX_CHECKS = 2000;
+
 const ACTIONS = [
   ['pause', 'Pause', 'Pause the rollout? Analysis and steps stop; traffic stays where it is.'],
   ['resume', 'Resume', 'Resume the rollout? A manual gate is approved.'],
@@ -52,24 +55,30 @@ export function mount(root, ctx, ns, name) {
     if (!scheduled) { scheduled = true; requestAnimationFrame(render); }
   }
 
+  // A check is its metric, and whether it is a dry run (a rollout may add a dry-run check
+  // of a metric its profile already checks).
+  const checkKey = (metric, dryRun) => (dryRun ? `${metric}:dry-run` : metric);
+
   function renderPlots() {
-    const byMetric = new Map();
-    const specs = new Map(((model.analysis || {}).checks || []).map((c) => [c.metric, c]));
-    for (const spec of specs.keys()) byMetric.set(spec, []);
+    const byKey = new Map();
+    const specs = new Map(((model.analysis || {}).checks || []).map((c) => [checkKey(c.metric, c.dryRun), c]));
+    for (const key of specs.keys()) byKey.set(key, []);
     for (const c of model.checks) {
-      if (!byMetric.has(c.metric)) byMetric.set(c.metric, []);
-      byMetric.get(c.metric).push({seq: c.seq, step: c.stepNumber, value: c.value, stable: c.stableValue,
+      const key = checkKey(c.metric, c.dryRun);
+      if (!byKey.has(key)) byKey.set(key, []);
+      byKey.get(key).push({seq: c.seq, step: c.stepNumber, value: c.value, stable: c.stableValue,
         verdict: c.verdict, threshold: c.threshold, reason: c.reason, time: c.time, unit: c.unit});
     }
-    const figures = [...byMetric.entries()].map(([metric, points]) => {
-      const spec = specs.get(metric) || null;
+    const figures = [...byKey.entries()].map(([key, points]) => {
+      const spec = specs.get(key) || null;
+      const metric = key.replace(/:dry-run$/, '');
       const last = points[points.length - 1];
-      return h('figure', {class: 'check', 'data-metric': metric},
-        h('figcaption', {}, h('strong', {}, metric), spec && spec.dryRun ? ' (dry run)' : '',
+      return h('figure', {class: 'check', 'data-metric': metric, 'data-check': key},
+        h('figcaption', {}, h('strong', {}, metric), key.endsWith(':dry-run') ? ' (dry run)' : '',
           last ? ` · ${last.threshold}` : '', spec && spec.description ? h('span', {class: 'muted'}, ` · ${spec.description}`) : ''),
-        checkPlot(metric, points, spec),
+        checkPlot(key, points, spec),
         h('div', {class: 'legend'}, h('span', {class: 'key-canary'}, '● canary'), ' ',
-          h('span', {class: 'key-stable'}, '● stable'), ' ', h('span', {class: 'key-band'}, '▮ passing band')));
+          h('span', {class: 'key-stable'}, '○ stable'), ' ', h('span', {class: 'key-band'}, '▮ passing band')));
     });
     fill(parts.plots, h('h2', {}, 'Checks'),
       figures.length ? h('div', {class: 'plots'}, figures) : h('p', {class: 'muted'}, 'no checks'));
@@ -121,6 +130,9 @@ export function mount(root, ctx, ns, name) {
       refresh();
     } else if (type === 'check') {
       model.checks.push(data);
+      if (model.checks.length > MAX_CHECKS) model.checks.splice(0, model.checks.length - MAX_CHECKS);
+    } else if (type === 'hook') {
+      refresh(); // the hooks table reads status.hooks
     } else if (type === 'gap') {
       model.gaps.push(data);
     } else if (type === 'verdict') {

@@ -33,9 +33,11 @@ export function checkPlot(metric, points, spec) {
   const tf = (v) => (log ? Math.log10(Math.max(v, 1e-3)) : v);
   const limit = sequential ? 1 / spec.sequential.alpha : null;
   const ys = [];
+  const ratio = spec && finite(spec.maxRatioToStable) ? spec.maxRatioToStable : null;
   for (const p of points) {
     if (finite(p.value)) ys.push(tf(p.value));
     if (finite(p.stable)) ys.push(tf(p.stable));
+    if (ratio !== null && finite(p.stable)) ys.push(tf(p.stable * ratio)); // each run's limit
   }
   for (const t of [spec && spec.min, spec && spec.max, limit]) if (finite(t)) ys.push(tf(t));
   const [lo, hi] = domain(ys, log);
@@ -45,7 +47,7 @@ export function checkPlot(metric, points, spec) {
     : (i / (n - 1)) * (W - PAD.left - PAD.right));
   const unit = (points.find((p) => p.unit) || {}).unit || '';
   const svg = s('svg', {class: 'plot', viewBox: `0 0 ${W} ${H}`, role: 'img',
-    'data-metric': metric, 'data-runs': points.length,
+    'data-check': metric, 'data-runs': points.length,
     'aria-label': `${metric}: ${points.length} analysis runs`});
   const top = PAD.top;
   const bottom = H - PAD.bottom;

@@ -9,201 +9,97 @@ Without chromium or playwright the module skips and says why; with CI=true it fa
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "config" / "canaryd.yaml"
-EXAMPLE = ROOT / "config" / "examples" / "canary.yaml"
-ARTIFACTS = Path(os.environ.get("CANARYD_ARTIFACTS", ROOT / "build" / "artifacts")) / "ui"
-TOKENS = {"read": "ui-read-token-5b1e0c7d9a", "submit": "ui-submit-token-3f9d2a61c4",
-          "operate": "ui-operate-token-8c4b7e2f10"}
+from tests.ui.support import (
+    ARTIFACTS,
+    CHROMIUM_FLAGS,
+    CONFIG,
+    EXAMPLE,
+    ROOT,
+    TOKENS,
+    Stack,
+    call,
+    free_port,
+    hook_receiver,
+    read_line,
+    require,
+    until,
+)
+
 ROLLOUT = "podinfo-ui"
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
-# Keep the browser off the network: every name resolves to nothing but loopback, anything
-# else would go to a proxy that is not there, and the background services are off.
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-    "--no-default-browser-check", "--disable-background-networking", "--disable-sync",
-    "--disable-component-update", "--disable-default-apps", "--disable-domain-reliability",
-    "--disable-client-side-phishing-detection", "--metrics-recording-only", "--no-pings",
-    "--disable-features=OptimizationHints,Translate,MediaRouter,AutofillServerCommunication",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-    "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>;127.0.0.1",
-]
+HOOK_REASON = "smoke test passed: <b>40 of 40</b> requests"
 pytestmark = [pytest.mark.browser, pytest.mark.prometheus]
-T = TypeVar("T")
 
 
-def _require() -> str:
-    """The chromium binary; skip (fail in CI) without it, playwright or prometheus."""
-    missing = []
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        missing.append("chromium is not installed (as root: apt-get install -y chromium, "
-                       "or make chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package is not installed (pip install '.[test]')")
-    if shutil.which("prometheus") is None:
-        missing.append("prometheus is not installed (make prometheus)")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("the browser tests need: " + "; ".join(missing))
-        pytest.skip("; ".join(missing))
-    assert chromium is not None
-    return chromium
-
-
-def until(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    """The first truthy result of `probe`, polled; AssertionError naming `what` at the end."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
-        time.sleep(0.2)
-
-
-def call(method: str, url: str, body: Any = None, *, token: str | None = None,
-         content_type: str = "application/json") -> tuple[int, Any]:
-    headers = {"Content-Type": content_type}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:  # noqa: S310 (loopback)
-            text = resp.read()
-            return resp.status, json.loads(text) if text else None
-    except urllib.error.HTTPError as exc:
-        text = exc.read()
-        return exc.code, json.loads(text) if text else None
-
-
-def _line(proc: subprocess.Popen[bytes], timeout: float, what: str) -> dict[str, Any]:
-    """The first JSON line `proc` prints, read in a thread so that the wait is bounded."""
-    out: list[bytes] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: out.append(proc.stdout.readline()),  # type: ignore[union-attr]
-                              daemon=True)
-    reader.start()
-    reader.join(timeout)
-    if not out or not out[0]:
-        raise AssertionError(f"{what} did not say it was ready within {timeout}s "
-                             f"(exit code {proc.poll()})")
-    data: dict[str, Any] = json.loads(out[0])
-    return data
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Stack:
-    url: str
-    kube_url: str
-    tmp: Path
-    browser: Any
-    serve: subprocess.Popen[bytes]
-    serve_args: list[str]
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start_serve(self) -> None:
-        log = (self.tmp / "serve.log").open("ab")
-        self.serve = subprocess.Popen(self.serve_args, stdout=subprocess.PIPE, stderr=log,
-                                      cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.procs.append(self.serve)
-        ready = _line(self.serve, 60, "canaryd serve")
-        assert ready.get("url") == self.url, ready
-
-    def api(self, method: str, path: str, body: Any = None, role: str = "operate"
-            ) -> tuple[int, Any]:
-        return call(method, self.url + path, body, token=TOKENS[role])
-
-    def rollout(self, name: str = ROLLOUT) -> dict[str, Any]:
-        status, body = self.api("GET", f"/api/v1/rollouts/demo/{name}", role="read")
-        assert status == 200, body
-        return dict(body)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in reversed(procs):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in reversed(procs):
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def _manifest(hook_url: str) -> dict[str, Any]:
+    """The shared rollout: step 1 holds for 30 minutes (the tests end it), analysed every
+    2 s by the sandbox profile, plus two dry-run checks (a sequential one, a comparison with
+    stable) that draw the other kinds of band, and a step hook."""
+    manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["name"] = ROLLOUT
+    manifest["spec"]["plan"] = {"steps": [{"weight": 20, "pause": "30m"}, {"weight": 60}]}
+    manifest["spec"]["analysis"] = {"profile": "sandbox", "interval": "2s", "checks": [
+        {"metric": "istio-error-count", "sequential": {"alpha": 0.001}, "dryRun": True},
+        {"metric": "istio-latency-p99", "maxRatioToStable": 1.5, "dryRun": True}]}
+    manifest["spec"]["hooks"] = [{"name": "smoke", "stage": "step", "timeout": "5s",
+                                  "webhook": {"url": f"{hook_url}/smoke"}}]
+    return manifest
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    chromium = _require()
+    chromium = require()
     from playwright.sync_api import sync_playwright
 
     tmp = tmp_path_factory.mktemp("ui")
-    procs: list[subprocess.Popen[bytes]] = []
     python = [sys.executable, "-m", "canaryd"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    try:
+    settings = yaml.safe_load(CONFIG.read_text())
+    settings["hooks"] = {"denyNetworks": []}  # the hook receiver is on loopback
+    config = tmp / "canaryd.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    tokens = tmp / "tokens.yaml"
+    tokens.write_text(yaml.safe_dump([{"name": f"ui-{role}", "role": role, "token": token}
+                                      for role, token in TOKENS.items()]))
+    with hook_receiver({"reason": HOOK_REASON}) as (hook_url, _calls):
         with (tmp / "sandbox.log").open("wb") as log:
             sandbox = subprocess.Popen([*python, "sandbox", "--no-daemon", "--json",
-                                        "--rps", "200"],
-                                       stdout=subprocess.PIPE, stderr=log, cwd=ROOT, env=env)
-        procs.append(sandbox)
-        endpoints = _line(sandbox, 90, "canaryd sandbox")
-        tokens = tmp / "tokens.yaml"
-        tokens.write_text(yaml.safe_dump([{"name": f"ui-{role}", "role": role, "token": token}
-                                          for role, token in TOKENS.items()]))
-        port = _free_port()
-        args = [*python, "serve", "--config", str(CONFIG),
+                                        "--rps", "200"], stdout=subprocess.PIPE, stderr=log,
+                                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        port = free_port()
+        stack = Stack(url=f"http://127.0.0.1:{port}", kube_url="", tmp=tmp, serve_args=[],
+                      hook_url=hook_url, procs=[sandbox])
+        try:
+            endpoints = read_line(sandbox, 90, "canaryd sandbox")
+            stack.kube_url = endpoints["kube_api_url"]
+            stack.serve_args = [
+                *python, "serve", "--config", str(config),
                 "--kubeconfig", endpoints["kubeconfig"], "--host", "127.0.0.1",
                 "--port", str(port), "--prometheus-url", endpoints["prometheus_url"],
                 "--tokens-file", str(tokens), "--no-leader-elect", "--identity", "ui-test"]
-        url = f"http://127.0.0.1:{port}"
-        stack = Stack(url=url, kube_url=endpoints["kube_api_url"], tmp=tmp, browser=None,
-                      serve=sandbox, serve_args=args, procs=procs)
-        stack.start_serve()
-        manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-        manifest["metadata"]["name"] = ROLLOUT
-        manifest["spec"]["plan"] = {"steps": [{"weight": 20, "pause": "30m"}, {"weight": 60}]}
-        manifest["spec"]["analysis"] = {"profile": "sandbox", "interval": "2s"}
-        status, body = stack.api("POST", "/api/v1/rollouts", manifest, role="submit")
-        assert status == 201, body
-        with sync_playwright() as pw:
-            stack.browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-            try:
-                yield stack
-            finally:
-                stack.browser.close()
-    finally:
-        _stop(procs)
+            stack.start_serve()
+            status, body = stack.api("POST", "/api/v1/rollouts", _manifest(hook_url),
+                                     role="submit")
+            assert status == 201, body
+            with sync_playwright() as pw:
+                stack.browser = pw.chromium.launch(executable_path=chromium,
+                                                   args=CHROMIUM_FLAGS)
+                try:
+                    yield stack
+                finally:
+                    stack.browser.close()
+        finally:
+            stack.stop()
 
 
 @pytest.fixture
@@ -241,16 +137,16 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
-def runs(page: Any, metric: str) -> int:
-    value = page.get_attribute(f"figure.check[data-metric='{metric}'] svg", "data-runs")
+def runs(page: Any, check: str) -> int:
+    value = page.get_attribute(f"figure.check[data-check='{check}'] svg", "data-runs")
     return int(value or 0)
 
 
-def wait_runs(page: Any, metric: str, above: int, timeout_s: float = 30) -> None:
+def wait_runs(page: Any, check: str, above: int, timeout_s: float = 30) -> None:
     page.wait_for_function(
-        "([m, n]) => { const svg = document.querySelector(`figure.check[data-metric='${m}'] svg`);"
+        "([c, n]) => { const svg = document.querySelector(`figure.check[data-check='${c}'] svg`);"
         " return svg !== null && Number(svg.dataset.runs) > n; }",
-        arg=[metric, above], timeout=timeout_s * 1000)
+        arg=[check, above], timeout=timeout_s * 1000)
 
 
 def test_the_ui_is_served_with_a_strict_policy_and_the_token_is_never_a_cookie(
@@ -260,12 +156,19 @@ def test_the_ui_is_served_with_a_strict_policy_and_the_token_is_never_a_cookie(
     headers = response.headers
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "unsafe-inline" not in headers["content-security-policy"]
-    assert page.wait_for_selector("#login")
+    page.fill("#token", "not-a-token-of-this-server")
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#login-message.error:text-is('unknown token')")
+    assert page.evaluate("sessionStorage.getItem('canaryd.token')") is None
+    screenshot(page, "signin")
     sign_in(page, stack, "read")
     assert page.text_content("#whoami") == "ui-read (read; all namespaces)"
     assert page.context.cookies() == []
     assert page.evaluate("sessionStorage.getItem('canaryd.token')") == TOKENS["read"]
     assert TOKENS["read"] not in page.url
+    page.click("#signout")
+    page.wait_for_selector("#login")
+    assert page.evaluate("sessionStorage.getItem('canaryd.token')") is None
 
 
 def test_the_list_shows_the_running_rollout_and_filters_it(stack: Stack, page: Any) -> None:
@@ -291,12 +194,12 @@ def test_the_check_plot_gains_a_point_when_an_analysis_run_arrives(
 ) -> None:
     started = time.perf_counter()
     sign_in(page, stack, "read", f"#/rollouts/demo/{ROLLOUT}")
-    page.wait_for_selector("figure.check[data-metric='istio-success-rate'] svg")
+    plot = "figure.check[data-check='istio-success-rate'] svg"
+    page.wait_for_selector(plot)
     print(f"detail page: first plot drawn {time.perf_counter() - started:.2f}s after load")
     page.evaluate("window.__sameDocument = true")
     # Passing band and threshold from the rollout's effective analysis; the plan marks
     # step 1 as current; the weight timeline has the change to 20%.
-    plot = "figure.check[data-metric='istio-success-rate'] svg"
     assert page.locator(f"{plot} rect.band").count() == 1
     assert page.locator("#plan li.step-current").get_attribute("data-step") == "1"
     assert int(page.get_attribute("svg.timeline", "data-changes") or 0) >= 1
@@ -304,8 +207,26 @@ def test_the_check_plot_gains_a_point_when_an_analysis_run_arrives(
     before = runs(page, "istio-success-rate")
     wait_runs(page, "istio-success-rate", before)
     assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
-    # Stable's value is plotted beside the canary's once both get traffic.
+    # Stable's value is plotted beside the canary's once both get traffic; the dry-run
+    # comparison draws each run's limit from it, the sequential check its e-value limit.
     page.wait_for_function(f"document.querySelectorAll(\"{plot} circle.stable\").length > 0")
+    ratio = "figure.check[data-check='istio-latency-p99:dry-run']"
+    page.wait_for_selector(f"{ratio} svg line.ratio", state="attached")  # lines have no area
+    assert "(dry run)" in (page.text_content(f"{ratio} figcaption") or "")
+    sequential = "figure.check[data-check='istio-error-count:dry-run'] svg"
+    page.wait_for_selector(f"{sequential} circle.canary")
+    assert page.locator(f"{sequential} line.threshold").count() == 1
+    # The step hook ran, and its receiver's reason (markup included) is shown as text.
+    hook = page.locator("#hooks tbody tr").first
+    hook.locator("td.outcome-Passed").wait_for()
+    assert hook.locator("td.reason").text_content() == f"HTTP 200: {HOOK_REASON}"
+    assert page.locator("#hooks b").count() == 0
+    sizes = page.evaluate("""() => performance.getEntriesByType('resource')
+        .filter((r) => r.name.includes('/ui/'))
+        .map((r) => r.decodedBodySize)""")
+    nav = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
+    print(f"detail page: {len(sizes) + 1} files from /ui/, {sum(sizes)} bytes of assets "
+          f"besides the page; DOMContentLoaded at {nav:.0f} ms")
     screenshot(page, "rollout")
 
 
@@ -313,8 +234,7 @@ def test_the_stream_resumes_after_the_daemon_restarts(stack: Stack, page: Any) -
     sign_in(page, stack, "read", f"#/rollouts/demo/{ROLLOUT}")
     wait_runs(page, "istio-success-rate", 0)
     page.evaluate("window.__sameDocument = true")
-    stack.serve.send_signal(signal.SIGTERM)
-    stack.serve.wait(timeout=30)
+    stack.stop_serve()
     page.wait_for_function("document.querySelector('#stream-state')?.textContent"
                            ".startsWith('reconnecting')")
     before = runs(page, "istio-success-rate")
@@ -348,7 +268,7 @@ def test_a_read_token_has_no_buttons_and_the_api_refuses_it(stack: Stack, page: 
             headers: {Authorization: `Bearer ${sessionStorage.getItem('canaryd.token')}`}});
         return resp.status; }""", ROLLOUT)
     assert status == 403
-    assert stack.rollout()["status"]["phase"] == "Progressing"
+    assert stack.rollout(ROLLOUT)["status"]["phase"] == "Progressing"
 
 
 def test_html_in_a_reason_or_an_annotation_stays_text(stack: Stack, page: Any) -> None:
@@ -410,13 +330,13 @@ def test_an_operate_token_aborts_the_rollout_after_confirming(stack: Stack, page
     page.once("dialog", dismiss)
     page.click("button[data-action='abort']")
     assert questions and questions[0].startswith("Abort the rollout?")
-    assert stack.rollout()["status"]["phase"] == "Progressing"  # dismissed: nothing sent
+    assert stack.rollout(ROLLOUT)["status"]["phase"] == "Progressing"  # dismissed: nothing sent
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button[data-action='abort']")
     page.wait_for_selector("#action-message.ok")
     page.wait_for_selector("#verdict", timeout=60_000)
     assert "Aborted" in (page.text_content("#verdict") or "")
-    status = stack.rollout()["status"]
+    status = stack.rollout(ROLLOUT)["status"]
     assert status["phase"] == "Aborted" and status["weights"] == {"stable": 100, "canary": 0}
     code, vs = call("GET", stack.kube_url + "/apis/networking.istio.io/v1/namespaces/demo/"
                     "virtualservices/podinfo")
