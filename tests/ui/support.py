@@ -27,7 +27,11 @@ CONFIG = ROOT / "config" / "canaryd.yaml"
 EXAMPLE = ROOT / "config" / "examples" / "canary.yaml"
 ARTIFACTS = Path(os.environ.get("CANARYD_ARTIFACTS", ROOT / "build" / "artifacts")) / "ui"
 TOKENS = {"read": "ui-read-token-5b1e0c7d9a", "submit": "ui-submit-token-3f9d2a61c4",
-          "operate": "ui-operate-token-8c4b7e2f10"}
+          "operate": "ui-operate-token-8c4b7e2f10", "elsewhere": "ui-elsewhere-token-d41c9b"}
+# name, role and namespaces of each token (`elsewhere`: an operator of another namespace)
+TOKEN_ENTRIES = [{"name": f"ui-{key}", "role": "operate" if key == "elsewhere" else key,
+                  "token": token, **({"namespaces": ["other"]} if key == "elsewhere" else {})}
+                 for key, token in TOKENS.items()]
 # Keep the browser off the network: every name resolves to nothing but loopback, anything
 # else would go to a proxy that is not there, and the background services are off.
 CHROMIUM_FLAGS = [

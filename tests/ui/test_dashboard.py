@@ -26,6 +26,7 @@ from tests.ui.support import (
     CONFIG,
     EXAMPLE,
     ROOT,
+    TOKEN_ENTRIES,
     TOKENS,
     Stack,
     call,
@@ -69,8 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = tmp / "canaryd.yaml"
     config.write_text(yaml.safe_dump(settings))
     tokens = tmp / "tokens.yaml"
-    tokens.write_text(yaml.safe_dump([{"name": f"ui-{role}", "role": role, "token": token}
-                                      for role, token in TOKENS.items()]))
+    tokens.write_text(yaml.safe_dump(TOKEN_ENTRIES))
     with hook_receiver({"reason": HOOK_REASON}) as (hook_url, _calls):
         with (tmp / "sandbox.log").open("wb") as log:
             sandbox = subprocess.Popen([*python, "sandbox", "--no-daemon", "--json",
@@ -269,6 +269,15 @@ def test_a_read_token_has_no_buttons_and_the_api_refuses_it(stack: Stack, page: 
         return resp.status; }""", ROLLOUT)
     assert status == 403
     assert stack.rollout(ROLLOUT)["status"]["phase"] == "Progressing"
+    # An operator of another namespace sees neither the rollout nor a button.
+    page.click("#signout")
+    sign_in(page, stack, "elsewhere", f"#/rollouts/demo/{ROLLOUT}")
+    assert page.text_content("#whoami") == "ui-elsewhere (operate; namespaces other)"
+    error = page.wait_for_selector("main p.error")
+    assert "may act in namespaces other, not 'demo'" in (error.text_content() or "")
+    assert page.locator("button.action").count() == 0
+    page.goto(f"{stack.url}/ui/#/")
+    page.wait_for_selector("text=no rollouts match")
 
 
 def test_html_in_a_reason_or_an_annotation_stays_text(stack: Stack, page: Any) -> None:
