@@ -139,10 +139,37 @@ class GuardedResolver(AbstractResolver):
         await self.inner.close()
 
 
-def session(policy: AddressPolicy) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), limit=64,
-                                     use_dns_cache=False)
-    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
+class Guarded:
+    """An HTTP session whose every target passes `policy`: names through the resolver,
+    literal addresses (which skip any resolver) checked before the request."""
+
+    def __init__(self, policy: AddressPolicy) -> None:
+        self.policy = policy
+        connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy), limit=64,
+                                         use_dns_cache=False)
+        self.http = aiohttp.ClientSession(connector=connector,
+                                          headers={"User-Agent": USER_AGENT})
+
+    def refusal(self, url: str) -> str | None:
+        host = urlsplit(url).hostname or ""
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return None  # a name: the resolver checks what it resolves to
+        return self.policy.refusal(host)
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def __aenter__(self) -> Guarded:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def session(policy: AddressPolicy) -> Guarded:
+    return Guarded(policy)
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -189,7 +216,7 @@ def _shown(text: str) -> str:
 
 
 async def post(
-    client: aiohttp.ClientSession, url: str, payload: Any, *, deadline: float, retries: int,
+    client: Guarded, url: str, payload: Any, *, deadline: float, retries: int,
     secret: bytes | None = None, headers: dict[str, str] | None = None, what: str = "webhook",
     final: Sequence[int] = (),
 ) -> Answer:
@@ -197,6 +224,9 @@ async def post(
     are retried unless listed in `final`; the whole call ends within `deadline` seconds."""
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     shown = redact(url)
+    refused = client.refusal(url)
+    if refused is not None:
+        return Answer(None, f"refused {shown}: {refused}")
 
     async def once() -> Answer:
         sent = {"Content-Type": "application/json", **(headers or {})}
@@ -205,7 +235,7 @@ async def post(
             sent["X-Canaryd-Timestamp"] = stamp
             sent["X-Canaryd-Signature"] = sign(secret, stamp, body)
         try:
-            async with client.post(url, data=body, headers=sent,
+            async with client.http.post(url, data=body, headers=sent,
                                    allow_redirects=False) as resp:
                 code = resp.status
                 said = _shown((await resp.content.read(4096)).decode("utf-8", "replace"))

@@ -168,7 +168,7 @@ def recorded(obj: dict[str, Any]) -> list[Event]:
     for run, seq in _entries(status, "hooks"):
         events.append(_hook(run, seq, "started"))
         done = _count(run.get("finishedSeq"))
-        if done is not None and run.get("outcome") in ("Passed", "Failed"):
+        if done is not None and run.get("outcome") in ("Passed", "Failed", "Cancelled"):
             events.append(_hook(run, done, "finished"))
     events.sort(key=lambda e: e.position or START)
     if reading.read_status(obj).terminal:

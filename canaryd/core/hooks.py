@@ -219,3 +219,18 @@ def failed_run(b: Builder, limits: Limits, run: HookRun) -> str | None:
 def confirming(status: RolloutStatus) -> bool:
     """The confirmPromotion gates were asked (the step before them is approved already)."""
     return any(r.stage == "confirmPromotion" for r in status.hooks)
+
+
+def cancel_gates(b: Builder) -> None:
+    """A gate still asked when the rollout moved on (rolling back, promoted by the
+    operator, finished) is no longer needed: Cancelled, and no longer asked."""
+    if not any(r.stage == "confirmPromotion" and not r.done for r in b.status.hooks):
+        return
+    seq = b.status.sequence
+    runs = list(b.status.hooks)
+    for i, run in enumerate(runs):
+        if run.stage == "confirmPromotion" and not run.done:
+            seq += 1
+            runs[i] = _finish(run, "Cancelled", f"no longer asked: the rollout is "
+                              f"{b.status.phase.value}", b.now, seq)
+    b.update(hooks=runs, sequence=seq)

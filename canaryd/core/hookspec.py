@@ -24,7 +24,7 @@ STAGES = ("preRollout", "step", "confirmPromotion", "rollback", "postRollout")
 Stage = Literal["preRollout", "step", "confirmPromotion", "rollback", "postRollout"]
 # Stages whose failure changes the rollout; the others are recorded and reported only.
 GATING = frozenset({"preRollout", "step", "confirmPromotion"})
-Outcome = Literal["Running", "Waiting", "Passed", "Failed"]
+Outcome = Literal["Running", "Waiting", "Passed", "Failed", "Cancelled"]
 URL_MAX = 2048
 # Never a hook target, whatever the config allows: link-local (cloud metadata services live
 # there: 169.254.169.254, fd00:ec2::254) and the unspecified addresses.
@@ -161,7 +161,7 @@ class HookRun(Model):
     stage: Stage
     step: int | None = Field(default=None, description="0-based step of a step hook")
     outcome: Outcome = Field(description="Running, Waiting (a gate said not yet), Passed, "
-                                         "Failed")
+                                         "Failed, Cancelled (a gate no longer needed)")
     started: datetime
     finished: datetime | None = None
     reason: Annotated[str, Field(max_length=2048)] = ""
@@ -172,7 +172,7 @@ class HookRun(Model):
 
     @property
     def done(self) -> bool:
-        return self.outcome in ("Passed", "Failed")
+        return self.outcome in ("Passed", "Failed", "Cancelled")
 
 
 def run_id(stage: str, name: str, step: int | None) -> str:

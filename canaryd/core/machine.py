@@ -498,6 +498,8 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
                 _progressing(b, ctx, obs)
             elif phase in (P.PROMOTING, P.ROLLING_BACK):
                 _converging(b, ctx, obs)
+    if b.status.phase not in (P.PROGRESSING, P.PAUSED):
+        hooking.cancel_gates(b)
     if b.status.phase is P.ROLLING_BACK and phase is not P.ROLLING_BACK:
         hooking.start(b, ctx.hooks, "rollback")
     if b.status.phase.terminal and not phase.terminal:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import structlog
 from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -68,7 +67,7 @@ class HookRunner:
         self.clock = clock
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._reports: dict[str, dict[str, HookReport]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._session: webhook.Guarded | None = None
         self._policy: webhook.AddressPolicy | None = None
         self.calls = Counter("canaryd_hook_calls", "Hook calls by stage and outcome",
                              ["stage", "outcome"], registry=registry)
@@ -82,7 +81,7 @@ class HookRunner:
         task = self._tasks.get((key, run_id))
         return task is not None and not task.done()
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> webhook.Guarded:
         policy = webhook.address_policy(self.settings().hooks)
         if self._session is None or policy != self._policy:
             if self._session is not None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -55,7 +54,7 @@ class Notifier:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._queued: dict[tuple[str, str], int] = {}  # (rollout, receiver) -> seq queued
         self._wake = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._session: webhook.Guarded | None = None
         self._policy: webhook.AddressPolicy | None = None
         self.sent = Counter("canaryd_notifications", "Notifications by receiver and outcome "
                             "(sent, failed: given up after retries, dropped: queue full)",
@@ -135,7 +134,7 @@ class Notifier:
 
     # ------------------------------------------------------------------ delivery
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self) -> webhook.Guarded:
         policy = webhook.address_policy(self.settings().hooks)
         if self._session is None or policy != self._policy:
             if self._session is not None:

@@ -159,6 +159,7 @@ def test_a_breach_while_the_gate_waits_rolls_back() -> None:
     d.analyse(10, Verdict.FAIL, value=90.0)
     assert d.status.phase is Phase.ROLLING_BACK and d.router.canary == 0
     assert [c.run.id for c in d.calls] == ["confirmPromotion/cab", "rollback/page"]
+    assert d.run_of("confirmPromotion/cab").outcome == "Cancelled", "no longer asked"
     d.tick(1)
     assert d.status.phase is Phase.ROLLED_BACK
 
