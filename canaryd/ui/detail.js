@@ -17,7 +17,7 @@ const ACTIONS = [
 
 export function mount(root, ctx, ns, name) {
   const key = `${ns}/${name}`;
-  const model = {obj: null, analysis: null, transitions: [], checks: [], gaps: [], verdict: null,
+  const model = {obj: null, analysis: null, transitions: [], checks: [], hookEvents: [], gaps: [], verdict: null,
     deleted: false, stream: 'connecting'};
   const path = `/rollouts/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
   const parts = {
@@ -46,7 +46,7 @@ export function mount(root, ctx, ns, name) {
     fill(parts.timeline, h('h2', {}, 'Canary weight'), weightTimeline(model.transitions, until));
     renderPlots();
     fill(parts.hooks, hooksSection(obj));
-    fill(parts.history, historySection(model.transitions, model.gaps, model.verdict));
+    fill(parts.history, historySection(model.transitions, model.hookEvents, model.gaps, model.verdict));
     fill(parts.table, checksTable(model.checks));
     fill(parts.meta, metadataSection(obj));
   }
@@ -132,7 +132,10 @@ export function mount(root, ctx, ns, name) {
       model.checks.push(data);
       if (model.checks.length > MAX_CHECKS) model.checks.splice(0, model.checks.length - MAX_CHECKS);
     } else if (type === 'hook') {
+      model.hookEvents.push(data);
       refresh(); // the hooks table reads status.hooks
+    } else if (type === 'state') {
+      if (model.obj) refresh(); // a reconnect: where it stands now
     } else if (type === 'gap') {
       model.gaps.push(data);
     } else if (type === 'verdict') {

@@ -79,11 +79,19 @@ export function metadataSection(obj) {
     h('table', {}, h('tbody', {}, entries)));
 }
 
-export function historySection(transitions, gaps, verdict) {
-  const rows = transitions.map((t) => h('tr', {'data-seq': t.seq},
+export function historySection(transitions, hookEvents, gaps, verdict) {
+  const transitionRow = (t) => h('tr', {'data-seq': t.seq},
     h('td', {}, String(t.seq)), h('td', {}, fmtTime(t.time)),
     h('td', {}, `${t.source} → `, phaseBadge(t.phase)), h('td', {}, String(t.trigger || '')),
-    h('td', {}, weightsText(t.weights)), h('td', {class: 'reason'}, String(t.reason || ''))));
+    h('td', {}, weightsText(t.weights)), h('td', {class: 'reason'}, String(t.reason || '')));
+  const hookRow = (e) => h('tr', {'data-seq': e.seq, class: 'hook-event'},
+    h('td', {}, String(e.seq)), h('td', {}, fmtTime(e.time)),
+    h('td', {}, `hook ${e.name || ''} (${e.stage || ''})`), h('td', {}, String(e.outcome || '')),
+    h('td', {}, ''), h('td', {class: 'reason'}, e.outcome === 'Running' ? '' : String(e.reason || '')));
+  const rows = [...transitions.map((t) => ({seq: t.seq, row: transitionRow(t)})),
+    ...hookEvents.map((e) => ({seq: e.seq, row: hookRow(e)}))]
+    .sort((a, b) => (Number(a.seq) || 0) - (Number(b.seq) || 0)) // stable: ties keep order
+    .map((r) => r.row);
   const notes = gaps.map((g) => h('p', {class: 'muted'},
     `${g.missing} older event(s) (seq ${g.from}–${g.to}) are no longer kept in the rollout status`));
   const end = verdict ? h('p', {id: 'verdict', class: verdict.succeeded ? 'ok' : 'bad'},

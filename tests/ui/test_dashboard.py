@@ -221,6 +221,9 @@ def test_the_check_plot_gains_a_point_when_an_analysis_run_arrives(
     hook.locator("td.outcome-Passed").wait_for()
     assert hook.locator("td.reason").text_content() == f"HTTP 200: {HOOK_REASON}"
     assert page.locator("#hooks b").count() == 0
+    # Its start and finish are events of the stream, in the history by their seq.
+    assert page.locator("#history tr.hook-event td:nth-child(4)").all_text_contents() == [
+        "Running", "Passed"]
     sizes = page.evaluate("""() => performance.getEntriesByType('resource')
         .filter((r) => r.name.includes('/ui/'))
         .map((r) => r.decodedBodySize)""")
