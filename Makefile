@@ -85,6 +85,7 @@ bench: setup
 	$(BIN)/python bench/failover_bench.py --runs 10
 	$(BIN)/python bench/judgement.py --runs 2000
 	$(BIN)/python bench/hostile_bench.py
+	$(BIN)/python bench/mesh_bench.py
 
 # The fuzz suites for longer than CI gives them: raw HTTP against the real server process,
 # and schemathesis (every check, stateful links) against the API; each prints its case count.

@@ -53,9 +53,16 @@ class Reporter:
     # ------------------------------------------------------------------ events
 
     def emit(self, raw: dict[str, Any], reason: str, message: str, warning: bool) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.store.emit_event(raw, reason=reason, message=message, warning=warning)
-        )
+        async def send() -> None:
+            # Sent in the background: a replica that stopped leading in between (frozen,
+            # partitioned) writes nothing after its successor took over, Events included.
+            if not self.may_write():
+                log.info("event not sent: no longer leading", rollout=reading.key(raw),
+                         reason=reason)
+                return
+            await self.store.emit_event(raw, reason=reason, message=message, warning=warning)
+
+        task = asyncio.get_running_loop().create_task(send())
         self._background.add(task)  # keep a reference until done (the loop holds weak ones)
         task.add_done_callback(self._background.discard)
 

@@ -105,6 +105,11 @@ async def test_rolling_restart_of_every_replica_mid_rollout_completes(ha: HA) ->
     await ha.cluster.start("r1", "r2")
     first = await ha.lease.wait_holder(bool, timeout=10, what="a leader")
     await start_rollout_and_reach_step(ha, 0)
+    # Held while every replica is replaced, so the restarts land mid-rollout however slow
+    # the machine is (a fast rollout could otherwise finish under the first replicas).
+    await ha.rollouts.act(NAME, "pause")
+    await ha.rollouts.wait(NAME, lambda s: s.get("phase") == "Paused", timeout=20,
+                           what="the rollout paused")
 
     # Like a Deployment rollout with maxSurge 1, maxUnavailable 0: new pod first.
     handovers = []
@@ -126,7 +131,9 @@ async def test_rolling_restart_of_every_replica_mid_rollout_completes(ha: HA) ->
     # The leader released the lease on its way out: no waiting for it to expire.
     assert max(handovers) < LEASE, handovers
 
+    await ha.rollouts.act(NAME, "resume")
     status = await ha.rollouts.wait_phase(NAME, TERMINAL, timeout=60)
     assert status["phase"] == "Succeeded", status["reason"]
-    assert_history_single(status, STEPS)
+    assert [h["trigger"] for h in status["history"]][1:3] == ["PauseRequested", "ResumeRequested"]
+    assert_history_single(status, STEPS, held=True)
     assert status["controller"] in ("r3", "r4")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, config
 
-from canaryd.runtime.leader import LeaderElector, LeaseRef, LeaseTiming, micro_time
+from canaryd.runtime.leader import JITTER, LeaderElector, LeaseRef, LeaseTiming, micro_time
 from canaryd.sandbox.apiserver import ApiServer
 
 MICRO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -261,12 +261,20 @@ async def test_no_exception_escapes_when_the_server_is_gone(
 
 
 async def test_candidate_wakes_when_the_observed_lease_expires(api: client.ApiClient) -> None:
-    a, b = elector(api, "a"), elector(api, "b")
+    # On a virtual clock: far from expiry a candidate waits a retry period (jittered); near
+    # it, it wakes just after the observed lease runs out, not up to a retry period later.
+    clock = FakeClock()
+    a, b = elector(api, "a"), elector(api, "b", clock)
     assert await a.try_acquire_or_renew()
-    stop = asyncio.Event()
+    assert not await b.try_acquire_or_renew()  # first sight: expiry 2 s from now
+    assert TIMING.retry_period <= b._candidate_delay() <= TIMING.retry_period * JITTER
+    clock.now += 1.9
+    delay = b._candidate_delay()
+    assert 0.1 < delay <= 0.1 + 0.002, delay
+    clock.now += delay
+    assert await b.try_acquire_or_renew(), "not taken when the lease ran out"
+    # On the wall clock through acquire(): b holds and stays silent; c takes the lease, and
+    # never before it has expired.
     started = time.monotonic()
-    candidate = asyncio.create_task(b.acquire(stop))
-    assert await asyncio.wait_for(candidate, timeout=5)
-    waited = time.monotonic() - started
-    # First sight at once, expiry 2 s later: taken right then, not a retry period after.
-    assert 2.0 <= waited < 2.0 + 0.2, waited
+    assert await asyncio.wait_for(elector(api, "c").acquire(asyncio.Event()), timeout=30)
+    assert time.monotonic() - started >= TIMING.lease_duration

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 
@@ -123,7 +122,8 @@ def test_same_seed_same_counters() -> None:
     assert counters_of(first, "a") == counters_of(second, "a")
 
 
-def test_three_hundred_workloads_tick_cheaply() -> None:
+def test_three_hundred_workloads_each_get_their_counters() -> None:
+    # (What a tick costs at this size is bench/mesh_bench.py's figure, not a test's.)
     model = traffic.TrafficModel(rng=seeded(8))
     plan = [
         topology.ServiceRoutes(
@@ -137,10 +137,7 @@ def test_three_hundred_workloads_tick_cheaply() -> None:
         )
         for i in range(150)
     ]
-    model.advance(plan, 0.25)  # warm the CDF cache
-    start = time.perf_counter()
-    for _ in range(20):
+    for _ in range(4):
         model.advance(plan, 0.25)
-    per_tick = (time.perf_counter() - start) / 20
     assert len(model.counters) == 300
-    assert per_tick < 0.05, f"{per_tick * 1000:.1f} ms per tick"
+    assert all(c.ok.requests > 0 for c in model.counters.values())
