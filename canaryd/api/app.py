@@ -83,7 +83,8 @@ async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
     finally:
         elapsed = time.perf_counter() - started
         identity = request.get(IDENTITY)
-        emit = access_log.debug if request.path in QUIET_PATHS else access_log.info
+        quiet = request.path in QUIET_PATHS or request.path.startswith("/ui/")  # probes, files
+        emit = access_log.debug if quiet else access_log.info
         emit("http request", method=request.method, path=request.path, status=status,
              duration_ms=round(elapsed * 1000, 2),
              token_name=identity.name if identity is not None else None)

@@ -185,6 +185,7 @@ def _announce(sandbox: Sandbox, daemon: SandboxDaemon | None, *, as_json: bool) 
     if daemon is not None:
         lines += [
             f"  canaryd API:     {daemon.url}",
+            f"  dashboard:       {daemon.url}/ui/ (sign in with the admin token)",
             f"  admin token:     {daemon.token}",
         ]
     lines += [
