@@ -86,6 +86,7 @@ bench: setup
 	$(BIN)/python bench/judgement.py --runs 2000
 	$(BIN)/python bench/hostile_bench.py
 	$(BIN)/python bench/mesh_bench.py
+	$(BIN)/python bench/hooks_bench.py
 
 # The fuzz suites for longer than CI gives them: raw HTTP against the real server process,
 # and schemathesis (every check, stateful links) against the API; each prints its case count.

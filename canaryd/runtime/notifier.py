@@ -53,6 +53,10 @@ class Notifier:
         self._queues: dict[str, asyncio.Queue[Delivery]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._queued: dict[tuple[str, str], int] = {}  # (rollout, receiver) -> seq queued
+        # rollout -> the resourceVersion last swept (and the config it was swept with): an
+        # unchanged object has nothing new to tell
+        self._swept: dict[str, str] = {}
+        self._swept_with: object = None
         self._wake = asyncio.Event()
         self._session: webhook.Guarded | None = None
         self._policy: webhook.AddressPolicy | None = None
@@ -83,7 +87,9 @@ class Notifier:
                 for w in waits:
                     w.cancel()
         finally:
-            await self.close()
+            # Shielded: a second cancellation (the leader's term ending) must not leave the
+            # HTTP session open.
+            await asyncio.shield(asyncio.ensure_future(self.close()))
 
     # ------------------------------------------------------------------ what to send
 
@@ -93,11 +99,19 @@ class Notifier:
             return
         receivers = {r.name: r for r in conf.receivers}
         horizon = self.clock() - timedelta(seconds=conf.backfill)
+        if self._swept_with is not conf:
+            self._swept, self._swept_with = {}, conf
+        for gone in [k for k in self._swept if k not in self.cache]:
+            self._swept.pop(gone)
         for key, obj in list(self.cache.items()):
+            meta = obj.get("metadata") or {}
+            rv = str(meta.get("resourceVersion", ""))
+            if self._swept.get(key) == rv:
+                continue
+            self._swept[key] = rv
             read = self.cache.read(obj)
             if read.status is None:
                 continue
-            meta = obj.get("metadata") or {}
             spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
             assert isinstance(spec, dict)
             status = read.status
@@ -214,6 +228,7 @@ class Notifier:
         self._workers.clear()
         self._queues.clear()
         self._queued.clear()
+        self._swept.clear()
         if self._session is not None:
             with contextlib.suppress(Exception):
                 await self._session.close()
