@@ -27,10 +27,18 @@ t0=$(date +%s)
 echo "helm: building helm $HELM_VERSION" >&2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# The version helm reports (`helm version`) is set by the linker, as helm's own Makefile does.
-GOBIN="$tmp" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+# What the linker sets, as helm's own Makefile does: the version `helm version` reports, and
+# the Kubernetes version `helm template` and `helm lint` assume without a cluster (client-go's
+# v0.N is Kubernetes 1.N; unset, helm would assume 1.20).
+gomod=$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+kminor=$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | head -1)
+[ -n "$kminor" ] || { echo "helm: no k8s.io/client-go in $gomod" >&2; exit 1; }
+ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+ld="$ld -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in pkg/lint/rules pkg/chartutil; do
+    ld="$ld -X helm.sh/helm/v3/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$kminor"
+done
+GOBIN="$tmp" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 mv "$tmp/helm" "$BIN/helm"
 echo "helm: built $HELM_VERSION in $(( $(date +%s) - t0 )) s: $BIN/helm" >&2
 echo "$BIN/helm"

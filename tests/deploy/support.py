@@ -40,10 +40,13 @@ def load_documents(path: Path) -> list[Doc]:
 
 
 def manifest_files() -> list[Path]:
-    """Every Kubernetes object file under deploy/ (not kustomizations, not the config copy)."""
+    """Every Kubernetes object file under deploy/ (not kustomizations, not the config copy,
+    not the Helm chart: its templates are not YAML until rendered, tests/deploy/test_helm.py
+    validates what they render)."""
     return sorted(
         p for p in DEPLOY.rglob("*.yaml")
         if p.name != "kustomization.yaml" and p.parent != DEPLOY / "config"
+        and DEPLOY / "helm" not in p.parents
     )
 
 
