@@ -1,4 +1,7 @@
-"""`canaryd demo`: the sandbox, a healthy canary promoted, then a faulty one rolled back.
+"""`canaryd demo`: the sandbox, then consecutive releases of one target: a healthy version
+promoted (stable now runs it), then a faulty one rolled back (stable keeps the last good one).
+Each release starts from the steady state the previous one left: canaryd itself puts the
+traffic back on stable; the demo never touches the VirtualService.
 
 Everything runs for real: the Kubernetes API emulator, the simulated mesh, a real Prometheus
 and the canaryd controller. Progress is printed as it happens, from the Rollout's status.
@@ -94,17 +97,12 @@ async def _scenario(env: Any, daemon: Any, scenario: str, index: int) -> bool:
     custom = client.CustomObjectsApi(env)
     apps = client.AppsV1Api(env)
     name = f"podinfo-{scenario}-{index}"
-    # Start from all traffic on stable, with the canary behaving as the scenario says.
-    await custom.patch_namespaced_custom_object(
-        "networking.istio.io", "v1", "demo", "virtualservices", "podinfo",
-        [{"op": "replace", "path": "/spec/http/0/route/0/weight", "value": 100},
-         {"op": "replace", "path": "/spec/http/0/route/1/weight", "value": 0}],
-        _content_type="application/json-patch+json",
-    )
+    version = f"ghcr.io/stefanprodan/podinfo:6.{8 + index}.0"
+    # The version's behaviour: the sandbox reads it from the canary Deployment's annotations.
     await apps.patch_namespaced_deployment(
         "podinfo-canary", "demo", {"metadata": {"annotations": FAULTS[scenario]}}
     )
-    print(f"\n== {scenario} canary: rollout demo/{name} "
+    print(f"\n== release {index + 1}, {scenario}: {version} as rollout demo/{name} "
           f"(canary annotations {FAULTS[scenario]}) ==", flush=True)
     updates: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -116,7 +114,7 @@ async def _scenario(env: Any, daemon: Any, scenario: str, index: int) -> bool:
     printer = Printer(name)
     try:
         await custom.create_namespaced_custom_object(
-            "canaryd.io", "v1alpha1", "demo", "rollouts", manifest(name, f"v2-{scenario}")
+            "canaryd.io", "v1alpha1", "demo", "rollouts", manifest(name, version)
         )
         while True:
             status = await asyncio.wait_for(updates.get(), timeout=180)
@@ -127,6 +125,9 @@ async def _scenario(env: Any, daemon: Any, scenario: str, index: int) -> bool:
                 verdict = "as expected" if ok else f"UNEXPECTED (wanted {EXPECTED[scenario]})"
                 print(f"== verdict: {phase} - {verdict}\n   why: {status.get('reason')}",
                       flush=True)
+                stable = await apps.read_namespaced_deployment("podinfo-stable", "demo")
+                images = ", ".join(c.image for c in stable.spec.template.spec.containers)
+                print(f"   steady state: podinfo-stable runs {images}", flush=True)
                 return ok
     finally:
         daemon.controller.listeners.remove(listen)

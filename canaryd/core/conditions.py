@@ -1,6 +1,8 @@
 """A Rollout's status.conditions, as `kubectl wait --for=condition=...` and dashboards read them.
 
 - Completed, Promoted, Paused: follow the phase.
+- CanaryAvailable, StableUpdated, CanaryScaledDown: the parts of a release (status.release),
+  reason the stage, message its progress.
 - Degraded: True while canaryd cannot act on the rollout as asked (its status unreadable,
   its spec invalid mid-flight, an unknown action, the router unreachable), with the reason
   and what to fix; False (reason Resolved) once that is over; absent if it never happened.
@@ -50,11 +52,28 @@ def of(status: RolloutStatus, problem: Problem | None, now: datetime) -> list[Co
         "Paused": ("True" if phase is Phase.PAUSED else "False",
                    status.paused_by or phase.value, status.reason),
     }
+    wanted.update(_release(status))
     if problem is not None:
         wanted[DEGRADED] = ("True", *problem)
     elif any(c.type == DEGRADED for c in status.conditions):
         wanted[DEGRADED] = ("False", "Resolved", "")
     return merge(status.conditions, wanted, now)
+
+
+_SERVING = ("Steps", "StableUpdate", "TrafficToStable")
+_AFTER_UPDATE = ("TrafficToStable", "CanaryScaleDown", "Done")
+
+
+def _release(status: RolloutStatus) -> Wanted:
+    r = status.release
+    if r is None:
+        return {}
+    updated = status.phase in (Phase.PROMOTING, Phase.SUCCEEDED) and r.stage in _AFTER_UPDATE
+    return {
+        "CanaryAvailable": ("True" if r.stage in _SERVING else "False", r.stage, r.detail),
+        "StableUpdated": ("True" if updated else "False", r.stage, r.detail),
+        "CanaryScaledDown": ("True" if r.stage == "Done" else "False", r.stage, r.detail),
+    }
 
 
 def degraded(conditions: Sequence[Condition]) -> Problem | None:

@@ -11,21 +11,31 @@ whole life of a rollout, its endings included, and the operator's actions are it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from canaryd.core import conditions
+from canaryd.core import conditions, releasing
 from canaryd.core import hooks as hooking
+from canaryd.core import release as rel
 from canaryd.core import verdict as verdicts
-from canaryd.core.hooks import HookReport, RunHook
+from canaryd.core.builder import (
+    Action,
+    Builder,
+    IllegalTransition,
+    ScaleDown,
+    SetWeights,
+    Transition,
+    since,
+    start_rollback,
+    start_step,
+)
+from canaryd.core.hooks import HookReport
 from canaryd.core.hookspec import Hook, HookRun
 from canaryd.core.model import (
     ACTION_ANNOTATION,
     REASON_WRITTEN,
     CheckResult,
     Evidence,
-    HistoryEntry,
     Phase,
     RolloutStatus,
     Step,
@@ -36,35 +46,6 @@ from canaryd.core.plan import EffectiveAnalysis
 from canaryd.core.transitions import ACTIONS, TRANSITIONS, Trigger, accepts, ending
 
 P, T = Phase, Trigger
-
-
-HISTORY_KEPT = 100
-
-
-@dataclass(frozen=True)
-class SetWeights:
-    """Route `canary`% to the canary destination, the rest to stable; read it back."""
-
-    canary: int
-
-    @property
-    def weights(self) -> Weights:
-        return Weights(stable=100 - self.canary, canary=self.canary)
-
-
-@dataclass(frozen=True)
-class ScaleDown:
-    """Scale the old version's Deployment (blue) to zero replicas."""
-
-    deployment: str
-
-
-@dataclass(frozen=True)
-class Transition:
-    source: Phase
-    target: Phase
-    trigger: Trigger
-    message: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +72,7 @@ class Observations:
     invalid: str | None = None
     stable_scaled_down: bool | None = None
     hooks: tuple[HookReport, ...] = ()  # what hook calls came back with
+    release: rel.ReleaseObservation | None = None  # both Deployments, for a release
 
 
 @dataclass(frozen=True)
@@ -104,121 +86,55 @@ class Context:
     checks_kept: int = 20
     scale_down: tuple[str, float] | None = None  # (deployment, delay): blue-green clean-up
     hooks: tuple[Hook, ...] = ()  # the profile's and the rollout's (canaryd.core.hooks)
+    release: rel.ReleasePlan | None = None  # a release: canaryd moves both Deployments
 
 
 @dataclass(frozen=True)
 class Decision:
     status: RolloutStatus
-    actions: tuple[SetWeights | ScaleDown | RunHook, ...] = ()
+    actions: tuple[Action, ...] = ()
     transitions: tuple[Transition, ...] = ()
     clear_action: bool = False
     requeue_after: float | None = None
 
 
-class IllegalTransition(RuntimeError):
-    pass
+def _start_step(b: Builder, ctx: Context, index: int, trigger: Trigger, message: str) -> None:
+    start_step(b, ctx.steps, ctx.hooks, index, trigger, message)
 
 
-@dataclass
-class _Builder:
-    now: datetime
-    status: RolloutStatus
-    transitions: list[Transition] = field(default_factory=list)
-    actions: list[SetWeights | ScaleDown | RunHook] = field(default_factory=list)
-    finished: list[HookRun] = field(default_factory=list)  # hook runs that finished now
-    requeue: float | None = None
-    problem: conditions.Problem | None = None  # reported as Degraded=True
-
-    def update(self, **changes: Any) -> None:
-        for name in ("reason", "rollback_reason"):
-            if isinstance(changes.get(name), str):
-                changes[name] = changes[name][:REASON_WRITTEN]
-        self.status = self.status.model_copy(update=changes)
-
-    def move(self, trigger: Trigger, message: str, **changes: Any) -> None:
-        source = self.status.phase
-        target = TRANSITIONS.get(source, {}).get(trigger)
-        if target is None:
-            raise IllegalTransition(f"{source} has no transition on {trigger}")
-        message = message[:REASON_WRITTEN]
-        self.transitions.append(Transition(source, target, trigger, message))
-        seq = self.status.sequence + 1
-        entry = HistoryEntry(seq=seq, time=self.now, source=source, phase=target,
-                             trigger=trigger.value, reason=message,
-                             weights=changes.get("weights", self.status.weights))
-        self.update(
-            phase=target,
-            reason=message,
-            sequence=seq,
-            history=[*self.status.history, entry][-HISTORY_KEPT:],
-            **({"phase_started_at": self.now} if target is not source else {}),
-            **changes,
-        )
-
-    def route(self, canary: int) -> None:
-        weights = SetWeights(canary).weights
-        history = self.status.history
-        if history and history[-1].seq == self.status.sequence:
-            # the transition that caused this move records the weights it set
-            history = [*history[:-1], history[-1].model_copy(update={"weights": weights})]
-        self.update(weights=weights, history=history)
-        self.actions.append(SetWeights(canary))
-
-    def wake_in(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        self.requeue = seconds if self.requeue is None else min(self.requeue, seconds)
-
-
-def _since(now: datetime, then: datetime | None) -> float:
-    return (now - then).total_seconds() if then is not None else 0.0
-
-
-def _start_rollback(b: _Builder, trigger: Trigger, message: str, outcome: Phase) -> None:
-    b.move(trigger, message, outcome=outcome, rollback_reason=message, paused_by=None)
-    b.route(0)
-
-
-def _start_step(b: _Builder, ctx: Context, index: int, trigger: Trigger, message: str) -> None:
-    b.move(
-        trigger,
-        message,
-        step_index=index,
-        step_started_at=b.now,
-        last_analysis_at=None,
-        passed_runs_in_step=0,
-        consecutive_inconclusive=0,
-        paused_by=None,
-    )
-    b.route(ctx.steps[index].weight)
-    hooking.start(b, ctx.hooks, "step", index)
-
-
-def _promote(b: _Builder, trigger: Trigger, message: str) -> None:
+def _promote(b: Builder, ctx: Context, trigger: Trigger, message: str) -> None:
+    if releasing.promote(b, ctx.release, trigger, message):
+        return
     b.move(trigger, message, outcome=None, paused_by=None)
     b.route(100)
 
 
-def _operator(b: _Builder, ctx: Context, obs: Observations) -> bool:
+def _operator(b: Builder, ctx: Context, obs: Observations) -> bool:
     """Operator actions and supersession. True when they decided this tick."""
     phase = b.status.phase
     if obs.superseded_by is not None and T.SUPERSEDED in TRANSITIONS[phase]:
         message = f"superseded by rollout {obs.superseded_by}" + (
             f" (on {obs.shared})" if obs.shared else "")
-        if phase is P.PENDING:
+        if phase is P.PENDING and b.status.release is not None:
+            releasing.abandon(b, f"{message}; scaling the canary back down", P.ABORTED)
+        elif phase is P.PENDING:
             b.move(T.SUPERSEDED, message)
         else:
-            _start_rollback(b, T.SUPERSEDED, message, Phase.ROLLED_BACK)
+            start_rollback(b, T.SUPERSEDED, message, Phase.ROLLED_BACK)
         return True
     action = obs.action
     if action is None or not accepts(action, phase):
         return False  # an action that makes no sense in this phase is dropped, not queued
     trigger = ACTIONS[action]
-    if trigger is T.ABORT and phase is P.PENDING:
+    if trigger is T.ABORT and phase is P.PENDING and b.status.release is not None:
+        releasing.abandon(b, "aborted by operator before any traffic moved; scaling the "
+                          "canary back down", P.ABORTED)
+    elif trigger is T.ABORT and phase is P.PENDING:
         b.move(T.ABORT, "aborted by operator before any traffic moved")
     elif trigger is T.ABORT:
-        _start_rollback(b, T.ABORT, "aborted by operator", Phase.ABORTED)
+        start_rollback(b, T.ABORT, "aborted by operator", Phase.ABORTED)
     elif trigger is T.PROMOTE:
-        _promote(b, T.PROMOTE, "promoted by operator (remaining steps skipped)")
+        _promote(b, ctx, T.PROMOTE, "promoted by operator (remaining steps skipped)")
     elif trigger is T.PAUSE:
         b.move(T.PAUSE, "paused by operator", paused_by="operator")
     elif b.status.paused_by == "gate":
@@ -228,19 +144,19 @@ def _operator(b: _Builder, ctx: Context, obs: Observations) -> bool:
     return True
 
 
-def _confirmed(b: _Builder, ctx: Context, message: str) -> bool:
+def _confirmed(b: Builder, ctx: Context, message: str) -> bool:
     """Whether the confirmPromotion gates said yes (a no rolls back)."""
     return hooking.confirmed(
         b, ctx.hooks, message, resume=lambda why: b.move(T.RESUME, why, paused_by=None),
-        fail=lambda why: _start_rollback(b, T.HOOK_FAILED, why, Phase.ROLLED_BACK))
+        fail=lambda why: start_rollback(b, T.HOOK_FAILED, why, Phase.ROLLED_BACK))
 
 
-def _advance(b: _Builder, ctx: Context, message: str) -> None:
+def _advance(b: Builder, ctx: Context, message: str) -> None:
     nxt = b.status.step_index + 1
     if nxt == hooking.confirm_index(ctx.steps) and not _confirmed(b, ctx, message):
         return
     if nxt >= len(ctx.steps):
-        _promote(b, T.LAST_STEP_PASSED, f"{message}; all {len(ctx.steps)} steps passed")
+        _promote(b, ctx, T.LAST_STEP_PASSED, f"{message}; all {len(ctx.steps)} steps passed")
     else:
         _start_step(
             b, ctx, nxt, T.STEP_PASSED,
@@ -248,7 +164,7 @@ def _advance(b: _Builder, ctx: Context, message: str) -> None:
         )
 
 
-def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
+def _pending(b: Builder, ctx: Context, obs: Observations) -> None:
     if b.status.phase_started_at is None:
         b.update(phase_started_at=b.now, step_count=len(ctx.steps))
     if obs.invalid is not None:
@@ -261,19 +177,15 @@ def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
         b.wake_in(1.0)
     elif obs.router_error is not None:
         b.move(T.ROUTER_BROKEN, f"routing not touched: {obs.router_error}")
+    elif ctx.release is not None:
+        ready = releasing.pending(b, ctx.release, ctx.ready_timeout, obs.weights,
+                                  obs.release)
+        if ready is not None:
+            _ready(b, ctx, ready)
     elif (obs.canary is not None and obs.canary.available) or any(
             r.stage == "preRollout" for r in b.status.hooks):
-        pre = hooking.gate(b, ctx.hooks, "preRollout")
-        if isinstance(pre, HookRun):
-            b.move(T.HOOK_FAILED, f"{hooking.describe(pre)}; routing not touched")
-        elif pre == hooking.RUNNING:
-            b.update(reason="canary available; running preRollout hooks")
-        elif hooking.confirm_index(ctx.steps) > 0 or _confirmed(b, ctx, "canary available"):
-            _start_step(
-                b, ctx, 0, T.READY,
-                f"canary available; step 1/{len(ctx.steps)} at {ctx.steps[0].weight}%",
-            )
-    elif _since(b.now, b.status.phase_started_at) >= ctx.ready_timeout:
+        _ready(b, ctx, "canary available")
+    elif since(b.now, b.status.phase_started_at) >= ctx.ready_timeout:
         detail = obs.canary.detail if obs.canary is not None else "not observed"
         b.move(
             T.READY_TIMEOUT,
@@ -281,6 +193,18 @@ def _pending(b: _Builder, ctx: Context, obs: Observations) -> None:
         )
     else:
         b.wake_in(1.0)
+
+
+def _ready(b: Builder, ctx: Context, what: str) -> None:
+    """The canary is available: the preRollout gates, then step 1."""
+    pre = hooking.gate(b, ctx.hooks, "preRollout")
+    if isinstance(pre, HookRun):
+        b.move(T.HOOK_FAILED, f"{hooking.describe(pre)}; routing not touched")
+    elif pre == hooking.RUNNING:
+        b.update(reason=f"{what}; running preRollout hooks")
+    elif hooking.confirm_index(ctx.steps) > 0 or _confirmed(b, ctx, what):
+        _start_step(b, ctx, 0, T.READY,
+                    f"{what}; step 1/{len(ctx.steps)} at {ctx.steps[0].weight}%")
 
 
 def _merge_evidence(old: list[Evidence], results: tuple[CheckResult, ...]) -> list[Evidence]:
@@ -294,7 +218,7 @@ def _merge_evidence(old: list[Evidence], results: tuple[CheckResult, ...]) -> li
 
 
 def _record_run(
-    b: _Builder, ctx: Context, results: tuple[CheckResult, ...], at: datetime | None
+    b: Builder, ctx: Context, results: tuple[CheckResult, ...], at: datetime | None
 ) -> None:
     assert ctx.analysis is not None
     limits = ctx.analysis.limits
@@ -313,7 +237,7 @@ def _record_run(
         b.update(failures=s.failures + 1, consecutive_failures=s.consecutive_failures + 1,
                  consecutive_inconclusive=0)
         failing = "; ".join(f"{r.metric}: {r.reason}" for r in decisive)
-        _start_rollback(b, T.ANALYSIS_FAILED,
+        start_rollback(b, T.ANALYSIS_FAILED,
                         f"analysis failed (anytime-valid check, decisive at once): {failing}",
                         Phase.ROLLED_BACK)
         return
@@ -333,7 +257,7 @@ def _record_run(
         s = b.status
         failing = "; ".join(f"{r.metric}: {r.reason}" for r in counted if r.verdict is Verdict.FAIL)
         if s.failures >= limits.failures or s.consecutive_failures >= limits.consecutive_failures:
-            _start_rollback(
+            start_rollback(
                 b, T.ANALYSIS_FAILED,
                 f"analysis failed ({s.failures} failed runs, {s.consecutive_failures} in a row): "
                 f"{failing}",
@@ -350,7 +274,7 @@ def _record_run(
         )
         message = f"{s.consecutive_inconclusive} inconclusive analysis runs in a row: {why}"
         if limits.on_inconclusive == "rollback":
-            _start_rollback(b, T.INCONCLUSIVE_ROLLBACK, message, Phase.ROLLED_BACK)
+            start_rollback(b, T.INCONCLUSIVE_ROLLBACK, message, Phase.ROLLED_BACK)
         else:
             b.move(T.INCONCLUSIVE_PAUSE, message, paused_by="analysis")
 
@@ -364,17 +288,17 @@ def analysis_due(ctx: Context, status: RolloutStatus, now: datetime) -> bool:
     if hooking.running_step_hooks(status):
         return False  # a step's hooks run before its analysis
     anchor = status.last_analysis_at or status.step_started_at
-    return anchor is not None and _since(now, anchor) >= ctx.analysis.interval
+    return anchor is not None and since(now, anchor) >= ctx.analysis.interval
 
 
-def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
+def _progressing(b: Builder, ctx: Context, obs: Observations) -> None:
     assert ctx.analysis is not None
     if obs.router_error is not None:
-        _start_rollback(b, T.ROUTER_BROKEN, f"routing error: {obs.router_error}", Phase.FAILED)
+        start_rollback(b, T.ROUTER_BROKEN, f"routing error: {obs.router_error}", Phase.FAILED)
         return
     for run in b.finished:  # a failed step hook counts as a failed analysis run
         if (why := hooking.failed_run(b, ctx.analysis.limits, run)) is not None:
-            _start_rollback(b, T.ANALYSIS_FAILED, why, Phase.ROLLED_BACK)
+            start_rollback(b, T.ANALYSIS_FAILED, why, Phase.ROLLED_BACK)
             return
     if obs.analysis is not None:
         _record_run(b, ctx, obs.analysis, obs.analysis_time)
@@ -384,7 +308,7 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
         return  # the step's hooks first (they wake it when they answer)
     s = b.status
     step = ctx.steps[s.step_index]
-    elapsed = _since(b.now, s.step_started_at)
+    elapsed = since(b.now, s.step_started_at)
     analysed = (
         s.passed_runs_in_step >= ctx.analysis.min_passed_runs
         and s.consecutive_failures == 0
@@ -404,17 +328,20 @@ def _progressing(b: _Builder, ctx: Context, obs: Observations) -> None:
         return
     anchor = s.last_analysis_at or s.step_started_at
     if step.analysis:
-        b.wake_in(ctx.analysis.interval - _since(b.now, anchor))
+        b.wake_in(ctx.analysis.interval - since(b.now, anchor))
     if analysed or not step.analysis:
         b.wake_in(step.pause - elapsed)
     if waiting and step.max_pause is not None:
         b.wake_in(step.max_pause - elapsed)
 
 
-def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
+def _converging(b: Builder, ctx: Context, obs: Observations) -> None:
     """Promoting / RollingBack: done once the router reads back the recorded weights (and,
     for blue-green with scale-down, once blue is observed at zero replicas)."""
     want = b.status.weights
+    if obs.router_error is None and releasing.converging(
+            b, ctx.release, obs.weights, obs.release):
+        return
     if obs.router_error is not None:
         # Keep trying, and say why in status (kubectl get shows it) rather than wait silently.
         stuck = f"cannot verify traffic yet, retrying: {obs.router_error}"[:REASON_WRITTEN]
@@ -426,7 +353,7 @@ def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
     if obs.weights is not None and want is not None and obs.weights == want:
         if b.status.phase is P.PROMOTING and ctx.scale_down is not None:
             deployment, delay = ctx.scale_down
-            waited = _since(b.now, b.status.phase_started_at)
+            waited = since(b.now, b.status.phase_started_at)
             if waited < delay:
                 b.wake_in(delay - waited)
             elif obs.stable_scaled_down:
@@ -445,7 +372,7 @@ def _converging(b: _Builder, ctx: Context, obs: Observations) -> None:
         b.wake_in(1.0)
 
 
-def _reconverge(b: _Builder, obs: Observations) -> None:
+def _reconverge(b: Builder, obs: Observations) -> None:
     """If the router drifted from the recorded weights (crash mid-write, someone edited the
     VirtualService), put the recorded weights back before anything else."""
     want = b.status.weights
@@ -453,7 +380,7 @@ def _reconverge(b: _Builder, obs: Observations) -> None:
         b.actions.append(SetWeights(want.canary))
 
 
-def _hold(b: _Builder, ctx: Context, obs: Observations) -> bool:
+def _hold(b: Builder, ctx: Context, obs: Observations) -> bool:
     """Whether this tick must not move the rollout, with the reason as Degraded: an action
     annotation that is no action (it may be a typo of abort), or a step beyond the plan."""
     phase = b.status.phase
@@ -480,7 +407,7 @@ def step_progress(status: RolloutStatus) -> str | None:
 
 
 def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime) -> Decision:
-    b = _Builder(now=now, status=status)
+    b = Builder(now=now, status=status)
     if ctx.generation is not None and status.observed_generation != ctx.generation:
         b.update(observed_generation=ctx.generation)
     phase = status.phase
@@ -523,8 +450,10 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
 
 
 __all__ = [
+    "Action",
     "Context",
     "Decision",
+    "IllegalTransition",
     "Observations",
     "ScaleDown",
     "SetWeights",

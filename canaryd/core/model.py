@@ -47,6 +47,21 @@ class Workloads(Model):
         default=300.0, description="how long to wait for the canary to be available (e.g. 2m); "
         "then the rollout fails without touching traffic"
     )
+    container: Label | None = Field(
+        default=None, description="the canary's container spec.version is the image of "
+        "(when spec.version is an image); default: the only one"
+    )
+    replicas: Annotated[int, Field(ge=1, le=10000)] | None = Field(
+        default=None, description="canary replicas during the rollout; default: the stable's "
+        "current count, at most maxReplicas (an HPA on the canary decides instead)"
+    )
+    max_replicas: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=10, description="the most replicas the canary gets by default"
+    )
+    keep_on_rollback: bool = Field(
+        default=False, description="after a rollback keep the canary's pods (at zero traffic) "
+        "for inspection instead of scaling it to zero"
+    )
 
 
 class Step(Model):
@@ -353,6 +368,33 @@ RETIRED_STATUS_FIELDS = ("resumePhase",)
 Reason = Annotated[str, Field(max_length=REASON_MAX)]
 
 
+class Revision(Model):
+    """What a Deployment runs: images per container, and its pod template's hash without the
+    labels that tell stable from canary (the same hash on both: the same version)."""
+
+    images: dict[str, Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=dict, max_length=64)
+    template_hash: str | None = Field(default=None, max_length=64)
+
+
+ReleaseStage = Literal["CanaryStart", "Steps", "StableUpdate", "TrafficToStable",
+                       "CanaryScaleDown", "Done"]
+
+
+class ReleaseStatus(Model):
+    """A release's own progress: from which version to which, and where it stands."""
+
+    from_: Revision | None = Field(default=None, alias="from",
+                                   description="what stable ran when the rollout started")
+    to: Revision | None = Field(default=None, description="what the canary runs, analysed")
+    stage: ReleaseStage = "CanaryStart"
+    canary_replicas: int | None = Field(
+        default=None, description="replicas given to the canary (none: its HPA decides)")
+    container: str | None = Field(default=None, max_length=63,
+                                  description="the container set to spec.version")
+    detail: Reason = Field(default="", description="the stage's progress, as last seen")
+
+
 class RolloutStatus(Model):
     phase: Phase = Phase.PENDING
     observed_generation: int | None = None
@@ -397,6 +439,8 @@ class RolloutStatus(Model):
     notified: dict[str, int] = Field(
         default_factory=dict, max_length=64,
         description="per notification receiver: the last status.sequence it was sent")
+    release: ReleaseStatus | None = Field(
+        default=None, description="the canary's start, promotion onto stable and clean-up")
 
 
 def parse_status(raw: dict[str, Any] | None) -> RolloutStatus:

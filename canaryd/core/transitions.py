@@ -35,6 +35,11 @@ class Trigger(enum.StrEnum):
     ABORT_CONFIRMED = "AbortConfirmed"
     FAILURE_CONFIRMED = "FailureConfirmed"
     HOOK_FAILED = "HookFailed"
+    # Releases (`canaryd.core.releasing`): the steady state before, the hand-over after.
+    NOT_STEADY = "NotSteadyState"
+    START_ABANDONED = "CanaryStartAbandoned"
+    STABLE_UPDATED = "StableUpdated"
+    CANARY_CHANGED = "CanaryChanged"
 
 
 P, T = Phase, Trigger
@@ -48,6 +53,8 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
         T.HOOK_FAILED: P.FAILED,
         T.ABORT: P.ABORTED,
         T.SUPERSEDED: P.ABORTED,
+        T.NOT_STEADY: P.FAILED,  # router split or stable unavailable: nothing touched
+        T.START_ABANDONED: P.ROLLING_BACK,  # the canary was scaled up: scale it back down
     },
     P.PROGRESSING: {
         T.STEP_PASSED: P.PROGRESSING,
@@ -71,7 +78,14 @@ TRANSITIONS: dict[Phase, dict[Trigger, Phase]] = {
         T.ABORT: P.ROLLING_BACK,
         T.SUPERSEDED: P.ROLLING_BACK,
     },
-    P.PROMOTING: {T.TRAFFIC_CONFIRMED: P.SUCCEEDED},
+    # Promotion: the analysed pod template onto stable, stable rolled out (StableUpdated),
+    # then all traffic back on stable and the canary at zero (TrafficConfirmed). A canary
+    # whose template changed after analysis is never copied (CanaryChanged).
+    P.PROMOTING: {
+        T.STABLE_UPDATED: P.PROMOTING,
+        T.TRAFFIC_CONFIRMED: P.SUCCEEDED,
+        T.CANARY_CHANGED: P.ROLLING_BACK,
+    },
     # Traffic verified back on stable; which ending was chosen when the rollback began
     # (status.outcome): analysis, inconclusive or superseded / operator abort / broken router.
     P.ROLLING_BACK: {

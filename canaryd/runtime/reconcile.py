@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from canaryd.adapters.errors import Conflict, KubeError
 from canaryd.adapters.kube import ObjectRef, RolloutStore, Workloads
 from canaryd.adapters.routers import Router, RouterError, make_router
+from canaryd.adapters.workloads import ReleaseError, Releases, plan_for
 from canaryd.core import machine, plan, reading, targets
 from canaryd.core.hooks import RunHook
 from canaryd.core.model import (
@@ -33,6 +34,7 @@ from canaryd.core.model import (
     RolloutStatus,
 )
 from canaryd.core.queryplan import Job
+from canaryd.core.release import CopyTemplate, PrepareCanary
 from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.hooks import HookRunner, hooks_of
@@ -40,6 +42,7 @@ from canaryd.runtime.metrics import DaemonMetrics
 from canaryd.runtime.report import Reporter
 
 log = structlog.get_logger("canaryd.controller")
+RELEASE_PHASES = (Phase.PENDING, Phase.PROMOTING, Phase.ROLLING_BACK)  # both Deployments read
 UNREADABLE_RECHECK = 10.0  # seconds: a rollout left alone is looked at again this often
 
 
@@ -86,6 +89,7 @@ def _spec(raw: dict[str, Any], settings: Settings, ctx: machine.Context
             ready_timeout=spec.workloads.ready_timeout,
             scale_down=(spec.workloads.stable, bg.scale_down_delay)
             if bg is not None and bg.scale_down else None,
+            release=plan_for(spec) if spec.strategy == "canary" else None,
         ), None
     except ValidationError as exc:
         return None, ctx, "invalid rollout: " + reading.errors_text(exc, "spec")
@@ -101,6 +105,7 @@ class Reconciler:
     ) -> None:
         self.api, self.store, self.cache = api, store, cache
         self.workloads = Workloads(api)
+        self.releases = Releases(api)
         self.reporter, self.metrics = reporter, metrics
         self.identity, self.may_write = identity, may_write
         self.hooks = hooks
@@ -152,8 +157,11 @@ class Reconciler:
                      ) -> machine.Observations:
         """The canary's readiness (while Pending), the router's weights, blue's scale."""
         try:
-            canary = None
-            if status.phase is Phase.PENDING:
+            canary = release = None
+            if ctx.release is not None and status.phase in RELEASE_PHASES:
+                release = await self.releases.observe(
+                    ref.namespace, ctx.release, autoscalers=status.phase is Phase.PENDING)
+            elif status.phase is Phase.PENDING:
                 canary = await self.workloads.state(
                     ObjectRef(ref.namespace, spec.workloads.canary),
                     min_available=spec.workloads.min_available)
@@ -163,8 +171,9 @@ class Reconciler:
                 scaled = await self.workloads.scaled_to_zero(
                     ObjectRef(ref.namespace, ctx.scale_down[0]))
         except RouterError as exc:
-            return dataclasses.replace(obs, canary=canary, router_error=str(exc))
-        return dataclasses.replace(obs, canary=canary, weights=weights,
+            return dataclasses.replace(obs, canary=canary, release=release,
+                                       router_error=str(exc))
+        return dataclasses.replace(obs, canary=canary, release=release, weights=weights,
                                    stable_scaled_down=scaled)
 
     # ------------------------------------------------------------------ decide, write, act
@@ -236,6 +245,9 @@ class Reconciler:
                 bound.info("leadership lost before the router write; next leader converges")
                 return requeue
             try:
+                if isinstance(action, PrepareCanary | CopyTemplate):
+                    await self.releases.apply(w.ref.namespace, action)
+                    continue
                 if isinstance(action, machine.ScaleDown):
                     await self.workloads.scale_to_zero(ObjectRef(w.ref.namespace,
                                                                  action.deployment))
@@ -246,7 +258,7 @@ class Reconciler:
                 bound.info("weights set", stable=seen.stable, canary=seen.canary)
                 self.metrics.of_rollout(self.metrics.weight, w.ref.namespace,
                                         w.ref.name).set(seen.canary)
-            except (RouterError, KubeError) as exc:
+            except (RouterError, ReleaseError, KubeError) as exc:
                 bound.warning("weights not set; will retry", error=str(exc)[:300])
                 self.metrics.kube_errors.labels(operation="set_weights").inc()
                 requeue, failed = 1.0, True

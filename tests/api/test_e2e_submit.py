@@ -77,10 +77,10 @@ def rollout_file(tmp_path: Path, **analysis: Any) -> Path:
     return path
 
 
-async def submit_wait(url: str, path: Path) -> tuple[int, str, str]:
+async def submit_wait(url: str, path: Path, *extra: str) -> tuple[int, str, str]:
     env = {**os.environ, "CANARYD_URL": url, "CANARYD_TOKEN": TOKENS["submit"]}
     proc = await asyncio.create_subprocess_exec(
-        *CANARYD, "submit", "-f", str(path), "--wait", "--timeout", "130s",
+        *CANARYD, "submit", "-f", str(path), *extra, "--wait", "--timeout", "130s",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=150)

@@ -38,7 +38,6 @@ UNUSED_BY_DESIGN = {
     ("split.smi-spec.io", "trafficsplits", "patch"): "SMI TrafficSplit router",
     ("", "services", "get"): "Service-selector router and blue-green",
     ("", "services", "patch"): "Service-selector router and blue-green selector switch",
-    ("apps", "deployments/scale", "patch"): "blue-green scales the old version down",
 }
 
 

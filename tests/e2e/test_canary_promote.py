@@ -30,10 +30,18 @@ async def test_healthy_canary_is_promoted_step_by_step(env: Env) -> None:
     assert status["phase"] == "Succeeded", status["reason"]
     history = status["history"]
     assert [h["trigger"] for h in history] == [
-        "CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed",
+        "CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated", "TrafficConfirmed",
     ]
-    assert [h["weights"]["canary"] for h in history] == [20, 50, 100, 100]
-    assert await env.kube.vs_weights() == {"stable": 0, "canary": 100}
+    # Promotion holds the traffic where analysis approved it until stable runs the new
+    # version, then all of it goes back to stable: the steady state the next release needs.
+    assert [h["weights"]["canary"] for h in history] == [20, 50, 50, 0, 0]
+    assert await env.kube.vs_weights() == {"stable": 100, "canary": 0}
+    version = status["release"]["to"]["images"]["podinfo"]
+    stable = await env.kube.apps.read_namespaced_deployment("podinfo-stable", "demo")
+    canary = await env.kube.apps.read_namespaced_deployment("podinfo-canary", "demo")
+    assert [c.image for c in stable.spec.template.spec.containers] == [version]
+    assert stable.spec.template.metadata.labels["track"] == "stable"
+    assert canary.spec.replicas == 0
     # Every step advanced on a passing run whose value, threshold and query were recorded.
     passed_steps = {c["stepIndex"] for c in status["checks"] if c["verdict"] == "Pass"}
     assert passed_steps == {0, 1}
@@ -42,12 +50,13 @@ async def test_healthy_canary_is_promoted_step_by_step(env: Env) -> None:
         assert check["verdict"] != "Fail"
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
     assert conditions["Completed"] == "True" and conditions["Promoted"] == "True"
+    assert conditions["StableUpdated"] == conditions["CanaryScaledDown"] == "True"
 
-    async def on_canary() -> bool:
+    async def on_stable() -> bool:
         share = await canary_share(env.sandbox.prometheus_url)
-        return share is not None and share > 0.97
+        return share is not None and share < 0.01
 
-    await eventually(on_canary, timeout=20, what="the mesh sending all traffic to the canary")
+    await eventually(on_stable, timeout=20, what="the mesh sending all traffic to stable")
 
     # Its series in /metrics (weight, checks) go with it: they used to stay forever.
     assert env.daemon is not None
@@ -71,7 +80,11 @@ async def test_healthy_canary_is_promoted_step_by_step(env: Env) -> None:
 async def test_operator_abort_rolls_back_and_verifies(env: Env) -> None:
     await env.kube.create_rollout(rollout_manifest(plan={"steps": [{"weight": 30, "pause": "5m"}]}))
     await env.kube.wait_phase("podinfo-v2", {"Progressing"}, timeout=30)
-    assert await env.kube.vs_weights() == {"stable": 70, "canary": 30}
+
+    async def at_step() -> bool:  # status is written first, then the router
+        return await env.kube.vs_weights() == {"stable": 70, "canary": 30}
+
+    await eventually(at_step, timeout=10, what="step 1 on the router")
     await env.kube.act("podinfo-v2", "pause")
     status = await env.kube.wait_phase("podinfo-v2", {"Paused"}, timeout=15)
     assert status["pausedBy"] == "operator"

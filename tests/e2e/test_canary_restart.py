@@ -67,7 +67,8 @@ async def test_sigkill_mid_step_then_restart_completes_without_skipping(
         status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
         assert status["phase"] == "Succeeded", status["reason"]
         triggers = [h["trigger"] for h in status["history"]]
-        assert triggers == ["CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed"]
+        assert triggers == ["CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated",
+                            "TrafficConfirmed"]
         times = [ts(h["time"]) for h in status["history"]]
         assert times[1] - times[0] >= 8, "step 1 was not held for its pause"
         assert times[2] - times[1] >= 4, "step 2 was not held for its pause"

@@ -48,6 +48,9 @@ async def test_unavailable_canary_fails_without_touching_routing(env: Env) -> No
     assert "not available after 3s" in status["reason"]
     assert "routing not touched" in status["reason"]
     assert await env.kube.vs_weights() == before == {"stable": 100, "canary": 0}
+    # The canary it scaled up for this rollout is back at zero: the steady state.
+    canary = await env.kube.apps.read_namespaced_deployment("podinfo-canary", "demo")
+    assert canary.spec.replicas == 0
 
 
 async def test_missing_canary_deployment_fails_naming_it(env: Env) -> None:
@@ -58,5 +61,6 @@ async def test_missing_canary_deployment_fails_naming_it(env: Env) -> None:
     await env.kube.create_rollout(body)
     status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=30)
     assert status["phase"] == "Failed"
-    assert "demo/podinfo-absent not found" in status["reason"]
+    assert "podinfo-absent not found" in status["reason"]
+    assert "routing not touched" in status["reason"]
     assert await env.kube.vs_weights() == {"stable": 100, "canary": 0}

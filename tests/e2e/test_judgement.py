@@ -76,7 +76,7 @@ async def test_healthy_canary_passes_a_100_percent_step_and_a_stall_shortens_no_
     status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
     assert status["phase"] == "Succeeded", status["reason"]
     assert [h["trigger"] for h in status["history"]] == [
-        "CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed"]
+        "CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated", "TrafficConfirmed"]
     at_100 = [c for c in status["checks"] if c["stepIndex"] == 1]
     verdicts = {c["metric"]: c["verdict"] for c in at_100}
     assert verdicts["istio-error-count"] == "NotApplicable"

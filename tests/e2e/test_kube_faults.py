@@ -20,11 +20,11 @@ async def test_api_faults_are_retried_and_the_rollout_completes(env: Env) -> Non
     status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=90)
     assert status["phase"] == "Succeeded", status["reason"]
     assert [h["trigger"] for h in status["history"]] == [
-        "CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed",
+        "CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated", "TrafficConfirmed",
     ]
     failed = [r for r in server.requests if r.status >= 500 or r.status == 429]
     assert len(failed) >= 5, "the injected faults were hit"
-    assert await env.kube.vs_weights() == {"stable": 0, "canary": 100}
+    assert await env.kube.vs_weights() == {"stable": 100, "canary": 0}
 
 
 async def test_transitions_are_recorded_as_events_and_metrics(env: Env) -> None:

@@ -29,7 +29,7 @@ async def test_second_rollout_fails_and_supersede_takes_over(env: Env) -> None:
     assert first["phase"] == "RolledBack" and "demo/third" in first["reason"]
     third = await env.kube.wait_phase("third", TERMINAL, timeout=90)
     assert third["phase"] == "Succeeded", third["reason"]
-    assert await env.kube.vs_weights() == {"stable": 0, "canary": 100}
+    assert await env.kube.vs_weights() == {"stable": 100, "canary": 0}
 
 
 async def test_kubectl_rollout_on_a_held_route_under_another_target_fails_untouched(

@@ -416,7 +416,8 @@ class Rollouts:
 
 def expected_triggers(steps: int) -> list[str]:
     """The transition triggers of a healthy canary with `steps` steps, each exactly once."""
-    return ["CanaryReady", *["StepPassed"] * (steps - 1), "AllStepsPassed", "TrafficConfirmed"]
+    return ["CanaryReady", *["StepPassed"] * (steps - 1), "AllStepsPassed", "StableUpdated",
+            "TrafficConfirmed"]
 
 
 def assert_history_single(status: dict[str, Any], steps: int, *, held: bool = False) -> None:
@@ -430,5 +431,8 @@ def assert_history_single(status: dict[str, Any], steps: int, *, held: bool = Fa
     triggers = [h["trigger"] for h in history]
     assert triggers == expected_triggers(steps), triggers
     weights = [h["weights"]["canary"] for h in history]
-    assert weights == sorted(weights), f"weights went backwards: {weights}"
-    assert len(set(weights[:-1])) == len(weights) - 1, f"a step repeated: {weights}"
+    stepped = weights[:steps]
+    assert stepped == sorted(set(stepped)), f"a step repeated or went backwards: {weights}"
+    # Promotion holds the last step's weight until stable runs the new version, then all
+    # traffic goes back to stable.
+    assert weights[steps:] == [stepped[-1], 0, 0], f"not handed back to stable: {weights}"

@@ -36,11 +36,12 @@ async def test_rollout_survives_an_apiserver_restart(
     status = await env.kube.wait_phase("podinfo-v2", TERMINAL, timeout=120)
     assert status["phase"] == "Succeeded", status["reason"]
     triggers = [h["trigger"] for h in status["history"]]
-    assert triggers == ["CanaryReady", "StepPassed", "AllStepsPassed", "TrafficConfirmed"]
-    assert [h["weights"]["canary"] for h in status["history"]] == [20, 50, 100, 100]
+    assert triggers == ["CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated",
+                        "TrafficConfirmed"]
+    assert [h["weights"]["canary"] for h in status["history"]] == [20, 50, 50, 0, 0]
 
-    async def on_canary() -> bool:
+    async def on_stable() -> bool:
         share = await canary_share(env.sandbox.prometheus_url)
-        return share is not None and share > 0.97
+        return share is not None and share < 0.01
 
-    await eventually(on_canary, timeout=30, what="the mesh following the final weights")
+    await eventually(on_stable, timeout=30, what="the mesh following the final weights")

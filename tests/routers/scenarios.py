@@ -20,8 +20,10 @@ async def healthy_canary_is_promoted(
     await h.create_rollout(rollout)
     status = await h.wait_phase(name, TERMINAL, timeout=120)
     assert status["phase"] == "Succeeded", status.get("reason")
-    assert status["weights"] == {"stable": 0, "canary": 100}
-    assert await routed() == {"podinfo-stable": 0, "podinfo-canary": 100}
+    # Promoted: stable runs the new version and has all the traffic back.
+    assert status["weights"] == {"stable": 100, "canary": 0}
+    assert await routed() == {"podinfo-stable": 100, "podinfo-canary": 0}
+    assert "StableUpdated" in [entry["trigger"] for entry in status["history"]]
     # Both steps were analysed with Linkerd's proxy metrics, and passed.
     triggers = [entry["trigger"] for entry in status["history"]]
     assert triggers.count("StepPassed") == 1 and "AllStepsPassed" in triggers
@@ -29,12 +31,12 @@ async def healthy_canary_is_promoted(
     assert {c["metric"] for c in passed} == ANALYSED
     assert all("response_" in c["query"] and c["requests"] > 0 for c in passed)
 
-    async def apex_on_canary() -> bool:
+    async def apex_on_stable() -> bool:
         rates = await h.inbound_rates(apex)
         total = sum(rates.values())
-        return total > 0 and rates.get("podinfo-canary", 0.0) / total > 0.97
+        return total > 0 and rates.get("podinfo-canary", 0.0) / total < 0.01
 
-    await eventually(apex_on_canary, timeout=20, what=f"{apex}'s traffic on the canary")
+    await eventually(apex_on_stable, timeout=20, what=f"{apex}'s traffic back on stable")
 
 
 async def faulty_canary_is_rolled_back(
@@ -47,7 +49,8 @@ async def faulty_canary_is_rolled_back(
     await h.create_rollout(rollout)
     status = await h.wait_phase(name, TERMINAL, timeout=120)
     assert status["phase"] == "RolledBack", status.get("reason")
-    assert status["reason"].endswith("traffic verified back on stable"), status["reason"]
+    assert "traffic verified back on stable; canary podinfo-canary scaled to zero" in (
+        status["reason"]), status["reason"]
     assert "linkerd-success-rate" in status["rollbackReason"]
     failed = [c for c in status["checks"] if c["verdict"] == "Fail"]
     assert failed and failed[0]["metric"] == "linkerd-success-rate"

@@ -162,6 +162,12 @@ def builtin_resources() -> list[ResourceDef]:
             has_generation=True,
         ),
         ResourceDef(
+            group="autoscaling", kind="HorizontalPodAutoscaler",
+            plural="horizontalpodautoscalers", singular="horizontalpodautoscaler",
+            namespaced=True, versions=[Version("v2", storage=True, status=True)],
+            short_names=["hpa"], categories=["all"],
+        ),
+        ResourceDef(
             group="networking.k8s.io", kind="NetworkPolicy", plural="networkpolicies",
             singular="networkpolicy", namespaced=True, versions=[Version("v1", storage=True)],
             short_names=["netpol"], has_generation=True,

@@ -85,7 +85,8 @@ def _istio_labels(
     else:
         name, namespace = wl.name, wl.namespace
         app = wl.label("app", "app.kubernetes.io/name")
-        version = wl.label("version", "app.kubernetes.io/version")
+        # A pod without a version label: its image tag, so every release shows apart.
+        version = wl.label("version", "app.kubernetes.io/version", default=wl.image_tag or UNKNOWN)
         canonical = wl.label(
             "service.istio.io/canonical-name", "app.kubernetes.io/name", "app", default=wl.name
         )
@@ -93,7 +94,7 @@ def _istio_labels(
             "service.istio.io/canonical-revision",
             "app.kubernetes.io/version",
             "version",
-            default="latest",
+            default=wl.image_tag or "latest",
         )
     return (
         reporter,

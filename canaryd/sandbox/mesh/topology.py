@@ -62,6 +62,7 @@ class Workload:
     error_ratio: float = 0.0
     p50_ms: float = DEFAULT_P50_MS
     p99_ms: float = DEFAULT_P99_MS
+    image_tag: str = ""  # of its first container: the version when no label names one
 
     def label(self, *keys: str, default: str = "unknown") -> str:
         found = dict(self.labels)
@@ -156,6 +157,8 @@ def workload_from_deployment(obj: Obj) -> Workload:
     labels = template_meta.get("labels") or {}
     p50 = max(0.001, _float(annotations.get(LATENCY_P50_ANNOTATION), DEFAULT_P50_MS))
     p99 = max(p50, _float(annotations.get(LATENCY_P99_ANNOTATION), max(DEFAULT_P99_MS, p50)))
+    containers = ((_spec(obj).get("template") or {}).get("spec") or {}).get("containers") or []
+    image = str(containers[0].get("image") or "") if containers else ""
     return Workload(
         namespace=ns,
         name=name,
@@ -163,7 +166,17 @@ def workload_from_deployment(obj: Obj) -> Workload:
         error_ratio=min(1.0, max(0.0, _float(annotations.get(ERROR_RATIO_ANNOTATION), 0.0))),
         p50_ms=p50,
         p99_ms=p99,
+        image_tag=image_tag(image),
     )
+
+
+def image_tag(image: str) -> str:
+    """"6.8.0" of "ghcr.io/org/app:6.8.0" (a digest's first 12 hex digits; "latest" if
+    untagged)."""
+    if "@" in image:
+        return image.rsplit(":", 1)[-1][:12]
+    name = image.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[1] if ":" in name else "latest"
 
 
 def _available(obj: Obj) -> float:
