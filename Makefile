@@ -72,10 +72,11 @@ typecheck: $(BIN)/canaryd
 test: setup lint typecheck realkube-if-go
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -q -ra
 
-demo: setup
+# The demo and the sandbox need Prometheus, not the browser the UI tests use.
+demo: $(BIN)/canaryd prometheus
 	$(BIN)/canaryd demo
 
-sandbox: setup
+sandbox: $(BIN)/canaryd prometheus
 	$(BIN)/canaryd sandbox
 
 # Benchmarks print figures; they assert nothing (shared machines are noisy).
