@@ -171,6 +171,26 @@ def test_the_ui_is_served_with_a_strict_policy_and_the_token_is_never_a_cookie(
     assert page.evaluate("sessionStorage.getItem('canaryd.token')") is None
 
 
+def test_the_browser_enforces_the_policy_inline_script_does_not_run(stack: Stack) -> None:
+    context = stack.browser.new_context()
+    try:
+        pg = context.new_page()
+        pg.goto(f"{stack.url}/ui/")
+        pg.wait_for_selector("#login")
+        violated = pg.evaluate("""() => new Promise((resolve) => {
+            document.addEventListener('securitypolicyviolation',
+                (e) => resolve(e.violatedDirective), {once: true});
+            const el = document.createElement('script');
+            el.textContent = 'window.__inline = 1';
+            document.body.append(el);
+            setTimeout(() => resolve('none'), 5000);  // no violation: the script ran
+        })""")
+        assert violated.startswith("script-src")
+        assert pg.evaluate("window.__inline") is None
+    finally:
+        context.close()
+
+
 def test_the_list_shows_the_running_rollout_and_filters_it(stack: Stack, page: Any) -> None:
     started = time.perf_counter()
     sign_in(page, stack, "read")
