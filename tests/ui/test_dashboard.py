@@ -363,6 +363,13 @@ def test_an_operate_token_aborts_the_rollout_after_confirming(stack: Stack, page
     page.click("button[data-action='abort']")
     assert questions and questions[0].startswith("Abort the rollout?")
     assert stack.rollout(ROLLOUT)["status"]["phase"] == "Progressing"  # dismissed: nothing sent
+    # An action the phase does not take: the API's refusal is shown, nothing changes.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button[data-action='resume']")
+    message = page.wait_for_selector("#action-message.error")
+    expected = ("resume refused: rollout demo/podinfo-ui is Progressing; resume applies to "
+                "a rollout that is Paused")
+    assert message.text_content() == expected
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button[data-action='abort']")
     page.wait_for_selector("#action-message.ok")
