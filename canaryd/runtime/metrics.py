@@ -12,7 +12,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from canaryd.core.model import Phase
+from canaryd.core.model import TERMINAL_PHASES, Phase
 from canaryd.core.reading import UNKNOWN
 
 RETENTION = 600.0  # seconds a finished rollout's weight and check series stay
@@ -53,6 +53,13 @@ class DaemonMetrics:
             "canaryd_step_duration_seconds", "Time spent per rollout step",
             buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600), registry=r,
         )
+        # From the transition out of Pending to the terminal phase (phase: which one), as the
+        # rollout's status history has them, so a leader change does not restart the count.
+        self.rollout_seconds = Histogram(
+            "canaryd_rollout_duration_seconds", "Time from a rollout's start to its end",
+            ["phase"], buckets=(30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+            registry=r,
+        )
         self.prometheus_seconds = Histogram(
             "canaryd_prometheus_query_seconds", "Prometheus query latency", registry=r
         )
@@ -92,6 +99,8 @@ class DaemonMetrics:
         self.leader = Gauge("canaryd_leader", "1 when this replica drives rollouts", registry=r)
         for phase in [*(p.value for p in Phase), UNKNOWN]:
             self.rollouts.labels(phase=phase)
+        for ended in TERMINAL_PHASES:  # from 0, so that rate() sees the first one end
+            self.rollout_seconds.labels(ended.value)
 
     def of_rollout(self, gauge: Gauge, namespace: str, rollout: str, *labels: str) -> Gauge:
         """`gauge`'s child for this rollout, remembered so that `forget` can remove it."""
@@ -123,8 +132,9 @@ class DaemonMetrics:
 
     def observe_kube(self, operation: str, seconds: float, failed: bool) -> None:
         self.kube_seconds.labels(operation).observe(seconds)
+        errors = self.kube_errors.labels(operation)  # exported from 0, so rate() sees the 1st
         if failed:
-            self.kube_errors.labels(operation).inc()
+            errors.inc()
 
     def observe_prometheus(self, seconds: float, failed: bool) -> None:
         self.prometheus_seconds.observe(seconds)

@@ -148,6 +148,10 @@ class Reporter:
         ):
             self.metrics.step_seconds.observe(mono - self._step_started[key])
         self._step_started[key] = mono
+        history = status.history
+        if t.target.terminal and history and history[0].source is Phase.PENDING:
+            self.metrics.rollout_seconds.labels(t.target.value).observe(
+                max(0.0, (history[-1].time - history[0].time).total_seconds()))
         log.info("transition", rollout=key, source=t.source.value, target=t.target.value,
                  trigger=t.trigger.value, reason=t.message,
                  weight=status.weights.canary if status.weights else None)

@@ -3,11 +3,14 @@ deleted one's at once): driven on a virtual monotonic clock."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import generate_latest
 
+from canaryd.core.machine import Transition
+from canaryd.core.model import HistoryEntry, Phase, RolloutStatus
+from canaryd.core.transitions import Trigger
 from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.metrics import RETENTION, DaemonMetrics
 from canaryd.runtime.report import Reporter
@@ -58,3 +61,38 @@ def test_a_rollout_that_starts_again_restarts_its_retention() -> None:
     assert series(metrics) == {"again"}, "finished 2 s ago, not RETENTION"
     reporter.expire(2 * RETENTION + 1)
     assert series(metrics) == set()
+
+
+async def test_a_rollouts_duration_is_observed_once_it_ends_from_its_history() -> None:
+    metrics = DaemonMetrics()
+    reporter = Reporter(store=None, cache=RolloutCache(), metrics=metrics,  # type: ignore[arg-type]
+                        clock=lambda: datetime.now(UTC), may_write=lambda: False)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def entry(seq: int, source: Phase, phase: Phase, after: float) -> HistoryEntry:
+        return HistoryEntry(seq=seq, time=t0 + timedelta(seconds=after), source=source,
+                            phase=phase, trigger="t", reason="")
+
+    def count(phase: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "canaryd_rollout_duration_seconds_count", {"phase": phase})
+
+    assert count("Succeeded") == 0 and count("RolledBack") == 0, "exported from 0"
+    started = [entry(1, Phase.PENDING, Phase.PROGRESSING, 0)]
+    raw = rollout("r", "Progressing")
+    reporter.transition("demo/r", raw, Transition(Phase.PENDING, Phase.PROGRESSING,
+                                                  Trigger.STEP_PASSED, ""),
+                        RolloutStatus(history=started))
+    assert count("Succeeded") == 0, "not finished yet"
+    ended = [*started, entry(2, Phase.PROGRESSING, Phase.SUCCEEDED, 95)]
+    reporter.transition("demo/r", raw, Transition(Phase.PROGRESSING, Phase.SUCCEEDED,
+                                                  Trigger.LAST_STEP_PASSED, ""),
+                        RolloutStatus(phase=Phase.SUCCEEDED, history=ended))
+    assert count("Succeeded") == 1
+    assert metrics.registry.get_sample_value(
+        "canaryd_rollout_duration_seconds_sum", {"phase": "Succeeded"}) == 95
+    # A history whose start was trimmed away says nothing about the duration.
+    reporter.transition("demo/s", raw, Transition(Phase.PROGRESSING, Phase.SUCCEEDED,
+                                                  Trigger.LAST_STEP_PASSED, ""),
+                        RolloutStatus(phase=Phase.SUCCEEDED, history=ended[1:]))
+    assert count("Succeeded") == 1
