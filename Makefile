@@ -102,6 +102,7 @@ fuzz: setup
 crds: $(BIN)/canaryd
 	$(BIN)/python -m canaryd.crd > canaryd/data/crds/canaryd-rollout.yaml
 	cp canaryd/data/crds/canaryd-rollout.yaml deploy/crds/canaryd-rollout.yaml
+	cp canaryd/data/crds/canaryd-rollout.yaml deploy/helm/canaryd/crds/canaryd-rollout.yaml
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
