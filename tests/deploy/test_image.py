@@ -292,6 +292,9 @@ def test_the_wheel_installed_alone_serves_as_the_image_user_from_a_read_only_ins
              "print(canaryd.__file__); print(aiohttp.__file__)"],
             env=env, cwd=scratch, capture_output=True, text=True, timeout=60, check=True)
         assert all(line.startswith(str(venv)) for line in where.stdout.split()), where.stdout
+        config_check = subprocess.run([*canaryd, "config", "check", str(config)], env=env,
+                                      cwd=scratch, capture_output=True, text=True, timeout=60)
+        assert config_check.returncode == 0, config_check.stdout + config_check.stderr
         written = subprocess.run([*prefix, str(python), "-c", f"open({str(site / 'x')!r}, 'w')"],
                                  env=env, cwd=scratch, capture_output=True, text=True)
         assert written.returncode != 0 and "Permission denied" in written.stderr
