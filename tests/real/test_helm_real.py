@@ -3,7 +3,8 @@
 token from the TokenRequest API) with the chart's rendered ConfigMap, electing itself
 through the chart's Lease, runs a canary in the sandbox. A real Prometheus scrapes that
 canaryd meanwhile, and every query of the Grafana dashboard (deploy/grafana/canaryd.json)
-must parse and return data from it."""
+must parse and return data from it. Then `helm upgrade` to the namespaced RBAC scope, and
+the same canaryd runs a blue-green rollout to the end with it."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from tests.deploy.grafana import expressions
 from tests.deploy.helm import CHART, RELEASE, helm, helm_binary
 from tests.deploy.test_rbac import NAMESPACE
 from tests.e2e.support import TERMINAL, Kube, rollout_manifest
+from tests.e2e.test_bluegreen import manifest as bluegreen_manifest
 from tests.real.test_rbac_real import service_account_kubeconfig
 from tests.realkube import require_binaries
 
@@ -145,6 +147,22 @@ async def test_the_chart_installs_and_canaryd_runs_a_canary_with_its_account_and
         assert not refused, f"queries Prometheus refused: {refused}"
         empty = [(t, e) for t, e in queries if not _has_values(answers[e]["data"]["result"])]
         assert not empty, f"queries without data: {empty}"
+
+        # The namespaced scope, for real: upgraded in place (the ClusterRole goes, a Role in
+        # demo and the cluster-wide list/watch of Rollouts come), the same canaryd drives a
+        # blue-green rollout to the end with it.
+        upgraded = await asyncio.to_thread(
+            helm, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kubeconfig",
+            kubeconfig, "--set", "rbac.scope=namespaces", "--set", "rbac.namespaces={demo}",
+            "--wait", "--timeout", "3m", timeout=240)
+        assert "STATUS: deployed" in upgraded.stdout, upgraded.stdout
+        rbac = client.RbacAuthorizationV1Api(api)
+        names = {r.metadata.name for r in (await rbac.list_cluster_role()).items}
+        assert RELEASE not in names and f"{RELEASE}-rollout-cache" in names
+        await rbac.read_namespaced_role(RELEASE, "demo")
+        await kube.create_rollout(bluegreen_manifest(scaleDown=True))
+        status = await kube.wait_phase("shop-v2", TERMINAL, timeout=180)
+        assert status["phase"] == "Succeeded", status["reason"]
         print(json.dumps({"helm_install_seconds": round(install_seconds, 1),
                           "canary_seconds": round(canary_seconds, 1),
                           "dashboard_queries": len(queries)}))
