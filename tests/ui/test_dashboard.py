@@ -80,7 +80,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack = Stack(url=f"http://127.0.0.1:{port}", kube_url="", tmp=tmp, serve_args=[],
                       hook_url=hook_url, procs=[sandbox])
         try:
-            endpoints = read_line(sandbox, 90, "canaryd sandbox")
+            endpoints = read_line(sandbox, 120, "canaryd sandbox")
             stack.kube_url = endpoints["kube_api_url"]
             stack.serve_args = [
                 *python, "serve", "--config", str(config),
