@@ -37,7 +37,8 @@ export function mount(root, ctx, ns, name) {
     scheduled = false;
     if (stopped || !model.obj) return;
     const obj = model.obj;
-    const phase = (obj.status || {}).phase || 'Pending';
+    if (!obj.status || typeof obj.status !== 'object') obj.status = {}; // written by anyone
+    const phase = obj.status.phase || 'Pending';
     fill(parts.head, summary(obj, model.deleted ? 'the rollout was deleted' : model.stream));
     renderActions(model.verdict ? model.verdict.phase : phase);
     fill(parts.plan, planSection(obj));

@@ -75,7 +75,8 @@ export function age(text) {
 }
 
 export function weightsText(weights) {
-  if (!weights || typeof weights !== 'object') return '–';
+  if (!weights || typeof weights !== 'object' || !Number.isFinite(weights.canary)
+      || !Number.isFinite(weights.stable)) return '–';
   return `canary ${weights.canary}% / stable ${weights.stable}%`;
 }
 

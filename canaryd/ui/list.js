@@ -12,10 +12,10 @@ function detailHref(ns, name) {
 function row(item) {
   const meta = item.metadata || {};
   const spec = item.spec || {};
-  const status = item.status || {};
+  const status = item.status && typeof item.status === 'object' ? item.status : {};
   const ns = String(meta.namespace || '');
   const name = String(meta.name || '');
-  const weights = status.weights;
+  const weights = status.weights && Number.isFinite(status.weights.canary) ? status.weights : null;
   const bar = h('span', {class: 'wbar', title: weightsText(weights)},
     h('meter', {min: 0, max: 100, value: weights ? weights.canary : 0}), ` ${weights ? weights.canary : 0}%`);
   return h('tr', {'data-rollout': `${ns}/${name}`},

@@ -8,7 +8,7 @@ function stepsOf(spec) {
       {weight: 100, label: 'active Service switched to green', pause: bg.postPromotion}];
   }
   const plan = spec.plan || {};
-  if (Array.isArray(plan.steps)) return plan.steps;
+  if (Array.isArray(plan.steps)) return plan.steps.filter((x) => x && typeof x === 'object');
   const stepWeight = Number(plan.stepWeight);
   const top = Number(plan.maxWeight || 100);
   if (!(stepWeight > 0)) return [];
@@ -104,8 +104,10 @@ export function historySection(transitions, hookEvents, gaps, verdict) {
 }
 
 export function hooksSection(obj) {
-  const declared = Array.isArray((obj.spec || {}).hooks) ? obj.spec.hooks : [];
-  const runs = Array.isArray((obj.status || {}).hooks) ? obj.status.hooks : [];
+  // Any client with status access may write status.hooks: only objects are shown.
+  const objects = (list) => (Array.isArray(list) ? list.filter((x) => x && typeof x === 'object') : []);
+  const declared = objects((obj.spec || {}).hooks);
+  const runs = objects((obj.status || {}).hooks);
   const body = [];
   if (declared.length) {
     body.push(h('ul', {class: 'hooks'}, declared.map((hook) => h('li', {},
