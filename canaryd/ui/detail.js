@@ -39,7 +39,7 @@ export function mount(root, ctx, ns, name) {
     const obj = model.obj;
     if (!obj.status || typeof obj.status !== 'object') obj.status = {}; // written by anyone
     const phase = obj.status.phase || 'Pending';
-    fill(parts.head, summary(obj, model.deleted ? 'the rollout was deleted' : model.stream));
+    fill(parts.head, summary(obj, model.deleted ? 'the rollout was deleted' : model.stream, model.analysis));
     renderActions(model.verdict ? model.verdict.phase : phase);
     fill(parts.plan, planSection(obj));
     const until = model.verdict && model.transitions.length

@@ -43,7 +43,7 @@ export function planSection(obj) {
     h('ol', {class: 'steps'}, items.length ? items : h('li', {class: 'muted'}, 'no steps')));
 }
 
-export function summary(obj, streamState) {
+export function summary(obj, streamState, analysis) {
   const meta = obj.metadata || {};
   const spec = obj.spec || {};
   const status = obj.status || {};
@@ -56,6 +56,10 @@ export function summary(obj, streamState) {
     ['step', status.stepProgress ? String(status.stepProgress) : ''],
     ['reason', h('span', {id: 'reason'}, String(status.reason || ''))],
   ];
+  if (analysis) {
+    rows.push(['analysis', h('span', {id: 'analysis-profile'},
+      h('a', {href: '#/profiles'}, String(analysis.profile)), `, every ${analysis.interval}`)]);
+  }
   if (status.rollbackReason) rows.push(['rollback reason', h('span', {id: 'rollback-reason'}, String(status.rollbackReason))]);
   if (status.pausedBy) rows.push(['paused by', String(status.pausedBy)]);
   if (streamState) rows.push(['stream', h('span', {id: 'stream-state'}, streamState)]);

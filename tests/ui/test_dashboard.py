@@ -222,6 +222,7 @@ def test_the_check_plot_gains_a_point_when_an_analysis_run_arrives(
     # step 1 as current; the weight timeline has the change to 20%.
     assert page.locator(f"{plot} rect.band").count() == 1
     assert page.locator("#plan li.step-current").get_attribute("data-step") == "1"
+    assert page.text_content("#analysis-profile") == "sandbox, every 2s"
     assert int(page.get_attribute("svg.timeline", "data-changes") or 0) >= 1
     wait_runs(page, "istio-success-rate", 0)
     before = runs(page, "istio-success-rate")
