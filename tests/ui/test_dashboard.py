@@ -10,6 +10,7 @@ Without chromium or playwright the module skips and says why; with CI=true it fa
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -258,14 +259,20 @@ def test_the_stream_resumes_after_the_daemon_restarts(stack: Stack, page: Any) -
     sign_in(page, stack, "read", f"#/rollouts/demo/{ROLLOUT}")
     wait_runs(page, "istio-success-rate", 0)
     page.evaluate("window.__sameDocument = true")
+    resumed: list[str] = []  # the Last-Event-ID of every reconnection attempt
+    page.on("request", lambda req: resumed.append(req.headers.get("last-event-id", ""))
+            if req.url.endswith("/events") else None)
     stack.stop_serve()
     page.wait_for_function("document.querySelector('#stream-state')?.textContent"
                            ".startsWith('reconnecting')")
     before = runs(page, "istio-success-rate")
+    shown = page.locator("#check-results tbody tr td:first-child").all_text_contents()
     stack.start_serve()
     page.wait_for_selector("#stream-state:text-is('live')", timeout=30_000)
     wait_runs(page, "istio-success-rate", before)
     assert page.evaluate("window.__sameDocument") is True
+    assert resumed and all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", i) for i in resumed), resumed
+    assert int(resumed[0].split(".")[0]) >= max(int(i.split(".")[0]) for i in shown)
     ids = page.locator("#check-results tbody tr td:first-child").all_text_contents()
     assert len(ids) == len(set(ids)), f"an analysis run was shown twice: {ids}"
 
