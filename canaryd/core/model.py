@@ -393,6 +393,9 @@ class ReleaseStatus(Model):
     container: str | None = Field(default=None, max_length=63,
                                   description="the container set to spec.version")
     detail: Reason = Field(default="", description="the stage's progress, as last seen")
+    colour: Literal["blue", "green"] | None = Field(
+        default=None, description="blue-green: the colour this release goes to, the one idle "
+        "when it started (blue: workloads and selector values are taken the other way round)")
 
 
 class RolloutStatus(Model):

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from canaryd.core.model import RolloutSpec, RolloutStatus
+
 # An image reference with a tag or a digest: `registry/name:tag`, `name@sha256:...`.
 # A bare version ("v2", "1.4.0") is not one: then the user updates the canary themselves.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -55,6 +57,21 @@ def stable_template(canary: Mapping[str, Any], stable: Mapping[str, Any],
         else:
             labels.pop(key, None)
     return out
+
+
+def to_idle_colour(spec: RolloutSpec, status: RolloutStatus) -> RolloutSpec:
+    """The spec as this release runs it. Blue-green goes to the colour idle when it started:
+    when that is blue (green was live), stable and canary, and the selector values, are
+    taken the other way round, so the machine's "canary" is always the new version."""
+    r, router = status.release, spec.router.service
+    if spec.strategy != "blueGreen" or r is None or r.colour != "blue" or router is None:
+        return spec
+    w = spec.workloads
+    return spec.model_copy(update={
+        "workloads": w.model_copy(update={"stable": w.canary, "canary": w.stable}),
+        "router": spec.router.model_copy(update={"service": router.model_copy(
+            update={"blue": router.green, "green": router.blue})}),
+    })
 
 
 @dataclass(frozen=True)
@@ -175,4 +192,5 @@ __all__ = [
     "pick_container",
     "stable_template",
     "template_hash",
+    "to_idle_colour",
 ]

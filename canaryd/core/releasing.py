@@ -92,7 +92,14 @@ def pending(b: Builder, plan: rel.ReleasePlan, ready_timeout: float, weights: We
         b.wake_in(1.0)
         return None
     r = b.status.release
-    if r is None:
+    if not plan.copy_to_stable and r is None and weights == Weights(stable=0, canary=100):
+        # Blue-green with green live: this release goes to blue (next round, the other way
+        # round: canaryd.core.release.to_idle_colour).
+        b.update(release=ReleaseStatus(colour="blue"),
+                 reason="green is live: this release goes to blue")
+        b.wake_in(0.0)
+        return None
+    if r is None or r.from_ is None:
         problem = preflight(weights, o)
         if problem is not None:
             b.move(T.NOT_STEADY, problem)
@@ -105,7 +112,9 @@ def pending(b: Builder, plan: rel.ReleasePlan, ready_timeout: float, weights: We
             if error is not None:
                 b.move(T.INVALID, f"invalid rollout: {error}")
                 return None
-        r = ReleaseStatus(from_=_revision(o.stable), stage="CanaryStart",
+        colour = (r.colour if r is not None else None) or (
+            None if plan.copy_to_stable else "green")
+        r = ReleaseStatus(from_=_revision(o.stable), stage="CanaryStart", colour=colour,
                           canary_replicas=rel.canary_replicas(plan, o), container=container)
         b.update(release=r)
     c = o.canary
@@ -137,8 +146,8 @@ def pending(b: Builder, plan: rel.ReleasePlan, ready_timeout: float, weights: We
 def promote(b: Builder, plan: rel.ReleasePlan | None, trigger: Trigger, message: str) -> bool:
     """Promotion begins by copying the analysed template onto stable; traffic stays where
     analysis approved it until stable has rolled out. False: not a release."""
-    if plan is None or b.status.release is None:
-        return False
+    if plan is None or not plan.copy_to_stable or b.status.release is None:
+        return False  # blue-green: the switch is the promotion
     b.move(trigger, f"{message}; copying the canary's pod template to stable",
            outcome=None, paused_by=None)
     _set(b, stage="StableUpdate", detail="copying the canary's pod template to stable")
@@ -182,6 +191,8 @@ def converging(b: Builder, plan: rel.ReleasePlan | None, weights: Weights | None
         b.wake_in(1.0)
         return True
     phase = b.status.phase
+    if phase is P.PROMOTING and not plan.copy_to_stable:
+        return False  # blue-green: switched, checked live, the old colour scaled down
     if phase is P.PROMOTING and r.stage == "StableUpdate":
         _stable_update(b, plan, r, o)
         return True

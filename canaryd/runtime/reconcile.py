@@ -34,7 +34,7 @@ from canaryd.core.model import (
     RolloutStatus,
 )
 from canaryd.core.queryplan import Job
-from canaryd.core.release import CopyTemplate, PrepareCanary
+from canaryd.core.release import CopyTemplate, PrepareCanary, to_idle_colour
 from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
 from canaryd.runtime.hooks import HookRunner, hooks_of
@@ -76,11 +76,12 @@ class Observed:
         return dataclasses.replace(self, obs=obs)
 
 
-def _spec(raw: dict[str, Any], settings: Settings, ctx: machine.Context
+def _spec(raw: dict[str, Any], settings: Settings, ctx: machine.Context, status: RolloutStatus,
           ) -> tuple[RolloutSpec | None, machine.Context, str | None]:
-    """The spec, the machine's context for it, or why it is invalid."""
+    """The spec as this release runs it (blue-green: to the idle colour), the machine's
+    context for it, or why it is invalid."""
     try:
-        spec = RolloutSpec.model_validate(raw.get("spec") or {})
+        spec = to_idle_colour(RolloutSpec.model_validate(raw.get("spec") or {}), status)
         bg = spec.blue_green
         analysis = plan.resolve_analysis(settings, spec)
         return spec, dataclasses.replace(
@@ -89,7 +90,7 @@ def _spec(raw: dict[str, Any], settings: Settings, ctx: machine.Context
             ready_timeout=spec.workloads.ready_timeout,
             scale_down=(spec.workloads.stable, bg.scale_down_delay)
             if bg is not None and bg.scale_down else None,
-            release=plan_for(spec) if spec.strategy == "canary" else None,
+            release=plan_for(spec),
         ), None
     except ValidationError as exc:
         return None, ctx, "invalid rollout: " + reading.errors_text(exc, "spec")
@@ -128,7 +129,7 @@ class Reconciler:
         base = machine.Context(steps=(), analysis=None, ready_timeout=0.0,
                                generation=meta.get("generation"),
                                checks_kept=settings.controller.checks_kept)
-        spec, ctx, invalid = _spec(raw, settings, base)
+        spec, ctx, invalid = _spec(raw, settings, base, status)
         if spec is None and status.phase is not Phase.PENDING:
             await self.reporter.report(raw, ("InvalidSpec", f"{invalid} (in phase "
                                              f"{status.phase.value}); canaryd leaves it "

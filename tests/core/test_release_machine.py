@@ -280,3 +280,17 @@ def test_every_release_edge_of_the_table_is_taken() -> None:
     assert table - taken == set()
     endings = {(P, t, p) for P, t, p in taken if P is Phase.ROLLING_BACK}
     assert {p for _, _, p in endings} == {Phase.ABORTED, Phase.FAILED}
+
+
+def test_blue_green_goes_to_the_idle_colour() -> None:
+    """Green live (the router reads 0/100): the release is recorded as going to blue and
+    nothing else happens this tick; the runtime then runs it the other way round."""
+    w = World(copy_to_stable=False)
+    d = w.tick(weights=Weights(stable=0, canary=100))
+    assert w.status.phase is Phase.PENDING and not d.actions and d.requeue_after == 0.0
+    assert w.status.release is not None and w.status.release.colour == "blue"
+    w.tick()  # the other way round now: the router reads 100/0
+    assert w.status.release.colour == "blue" and w.status.release.from_ is not None
+    w = World(copy_to_stable=False)
+    w.tick(settle=False)
+    assert w.status.release is not None and w.status.release.colour == "green"

@@ -128,3 +128,33 @@ async def test_sigkill_after_the_switch_then_restart_finishes(
         await asyncio.to_thread(proc.wait, 10)
         log.close()
         await api.close()
+
+
+async def test_three_releases_with_one_file_alternate_colours(env: Env) -> None:
+    """One Rollout file, only spec.version changed: each release goes to the idle colour
+    (green, then blue, then green), is checked through the preview Service, switched, and
+    leaves the colour it replaced at zero replicas, running the version before."""
+    body = manifest(postPromotion="3s", scaleDownDelay="1s")
+    body["metadata"] = {"generateName": "shop-", "namespace": NS}
+    image = "ghcr.io/stefanprodan/podinfo"
+    for version, (live, idle) in (("7.0.0", ("v2", "shop-blue")),
+                                  ("7.1.0", ("v1", "shop-green")),
+                                  ("7.2.0", ("v2", "shop-blue"))):
+        body["spec"]["version"] = f"{image}:{version}"
+        name = (await env.kube.create_rollout(body))["metadata"]["name"]
+        status = await env.kube.wait_phase(name, TERMINAL, timeout=90)
+        assert status["phase"] == "Succeeded", status["reason"]
+        assert status["release"]["colour"] == ("green" if live == "v2" else "blue")
+        assert await active_version(env.kube) == live
+        assert await active_version(env.kube, "shop-preview") == live
+        new = "shop-green" if live == "v2" else "shop-blue"
+        serving = await env.kube.apps.read_namespaced_deployment(new, NS)
+        assert [c.image for c in serving.spec.template.spec.containers] == [f"{image}:{version}"]
+        old = await env.kube.apps.read_namespaced_deployment(idle, NS)
+        assert old.spec.replicas == 0, f"{idle} scaled down after the switch"
+
+        async def live_on_new(new: str = new, idle: str = idle) -> bool:
+            rates = await live_rates(env.sandbox.prometheus_url)
+            return rates.get(new, 0) > 50 and rates.get(idle, 0) < 1
+
+        await eventually(live_on_new, timeout=20, what=f"live traffic on {new} only")
