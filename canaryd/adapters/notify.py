@@ -36,7 +36,8 @@ def headline(n: Notice) -> str:
 
 
 def facts(n: Notice) -> list[tuple[str, str]]:
-    out = [("Target", n.target), ("Version", n.version), ("Verdict", n.phase)]
+    version = f"{n.previous} -> {n.version}" if n.previous else n.version
+    out = [("Target", n.target), ("Version", version), ("Verdict", n.phase)]
     if n.step:
         out.append(("Step", n.step))
     if n.weights:
@@ -109,6 +110,7 @@ def cloudevent(n: Notice, api_url: str | None = None) -> dict[str, Any]:
         "data": {
             "rollout": {"namespace": n.namespace, "name": n.name, "uid": n.uid},
             "event": n.event, "sequence": n.seq, "target": n.target, "version": n.version,
+            "previousVersion": n.previous,
             "phase": n.phase, "reason": n.reason, "step": n.step, "weights": n.weights,
             "failingChecks": list(n.checks), "hook": n.hook, "link": link(n, api_url),
         },

@@ -35,6 +35,7 @@ class Notice:
     failing: tuple[str, ...] = ()  # the failing checks, each "metric value threshold"
     checks: tuple[dict[str, Any], ...] = field(default=())  # their numbers
     hook: str | None = None
+    previous: str | None = None  # what stable ran before (status.release.from)
 
 
 def check_text(c: CheckResult) -> str:
@@ -67,12 +68,21 @@ def _failing(status: RolloutStatus, upto: int) -> list[CheckResult]:
     return [c for c in failed if c.seq == last]
 
 
+def previous(status: RolloutStatus) -> str | None:
+    """What stable ran when the rollout started, as people name versions: its images."""
+    release = status.release
+    if release is None or release.from_ is None or not release.from_.images:
+        return None
+    return ", ".join(sorted(set(release.from_.images.values())))
+
+
 def notices(meta: dict[str, Any], spec: dict[str, Any], status: RolloutStatus) -> list[Notice]:
     """Every notice status still holds, by seq."""
+    before = previous(status)
     def make(**fields: Any) -> Notice:
         return Notice(namespace=str(meta.get("namespace", "")), name=str(meta.get("name", "")),
                       uid=str(meta.get("uid", "")), target=str(spec.get("target", "")),
-                      version=str(spec.get("version", "")), **fields)
+                      version=str(spec.get("version", "")), previous=before, **fields)
 
     out: list[Notice] = []
     for entry in status.history:

@@ -25,6 +25,7 @@ from canaryd.adapters.secrets import SecretError, read_secret
 from canaryd.core.hooks import HookReport, RunHook, resolve
 from canaryd.core.hookspec import Hook, HookRun
 from canaryd.core.model import RolloutSpec, RolloutStatus
+from canaryd.core.notices import previous
 from canaryd.core.settings import Settings
 
 log = structlog.get_logger("canaryd.hooks")
@@ -48,7 +49,7 @@ def payload(raw: Mapping[str, Any], spec: RolloutSpec, status: RolloutStatus, ru
         "step": run.step + 1 if run.step is not None else status.step_index + 1,
         "stepCount": status.step_count,
         "phase": status.phase.value, "reason": status.reason,
-        "target": spec.target, "version": spec.version,
+        "target": spec.target, "version": spec.version, "previousVersion": previous(status),
         "workloads": {"stable": spec.workloads.stable, "canary": spec.workloads.canary},
         "weights": status.weights.wire() if status.weights else None,
         "checks": checks,

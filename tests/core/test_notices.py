@@ -42,6 +42,7 @@ def test_a_rollback_carries_the_failing_checks_value_and_threshold() -> None:
         text = str(render(rolled, "https://canaryd.example"))
         assert "94.84%" in text and ">= 99%" in text and "podinfo rolled back" in text
         assert "https://canaryd.example/api/v1/rollouts/demo/podinfo-v2" in text
+    assert rolled.previous is None, "no release recorded: no previous version"
     event = notify.cloudevent(rolled)
     assert event["specversion"] == "1.0" and event["id"] == "u-1/4"
     assert event["type"] == "io.canaryd.rollout.rolledBack"

@@ -125,6 +125,9 @@ async def test_a_rollback_is_told_once_per_receiver_across_a_leader_failover(
         assert "rolled back" in body and "istio-success-rate" in body
         assert value in body and ">= 99%" in body, body
         assert "https://canaryd.example/api/v1/rollouts/demo/podinfo-v2" in body
+    before = sorted(set(status["release"]["from"]["images"].values()))
+    assert before and all(f"{b} -> " in teams[0].body.decode()  # Slack escapes > as &gt;
+                          and f"{b} -&gt; " in slack[0].body.decode() for b in before), before
     blocks = slack[0].json["blocks"]
     assert blocks[0]["type"] == "header"
     card = teams[0].json["attachments"][0]
