@@ -160,3 +160,18 @@ def test_a_weight_zero_workload_exports_zero_series_before_traffic() -> None:
     assert samples[("web-canary", "200")] == 0
     assert samples[("web-canary", "500")] == 0
     assert samples[("web-primary", "200")] > 0
+
+
+def test_a_pod_without_a_version_label_is_labelled_with_its_image_tag() -> None:
+    dep = {"metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"template": {"metadata": {"labels": {"app": "web"}},
+                                 "spec": {"containers": [{"image": "ghcr.io/o/web:6.8.0"}]}}}}
+    workload = topology.workload_from_deployment(dep)
+    assert workload.image_tag == "6.8.0"
+    families = scrape(topology.Flow(WEB, WEB, workload, 1.0))
+    dest = [s for s in families["istio_requests"] if s.labels["reporter"] == "destination"]
+    assert {s.labels["destination_version"] for s in dest} == {"6.8.0"}
+    assert {s.labels["destination_canonical_revision"] for s in dest} == {"6.8.0"}
+    assert topology.image_tag("web") == "latest"
+    assert topology.image_tag("localhost:5000/web") == "latest"
+    assert topology.image_tag("web@sha256:" + "ab" * 32) == "ab" * 6
