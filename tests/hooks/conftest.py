@@ -19,7 +19,7 @@ from tests.e2e.fixtures import canaryd_running, sandbox
 from tests.e2e.support import CONFIG, Kube
 from tests.hooks.receiver import Receiver, receiver
 
-__all__ = ["Hooked", "hook", "hooked", "sandbox"]
+__all__ = ["Hooked", "hook", "hook_settings", "hooked", "sandbox"]
 SECRET = b"s3cr3t-for-hmac"
 
 
@@ -35,17 +35,23 @@ class Hooked:
             return resp.status, await resp.json(content_type=None)
 
 
-@pytest.fixture
-async def hooked(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Hooked]:
-    """canaryd (its API with tokens) with hooks allowed to reach loopback (the receiver)
-    and a secrets dir."""
+def hook_settings(tmp_path: Path) -> Path:
+    """The sandbox config, hooks allowed to loopback, a secrets dir with `hmac` in it."""
     secrets = tmp_path / "secrets"
-    secrets.mkdir()
+    secrets.mkdir(exist_ok=True)
     (secrets / "hmac").write_bytes(SECRET + b"\n")
     settings = yaml.safe_load(CONFIG.read_text())
     settings["hooks"] = {"secretsDir": str(secrets), "denyNetworks": []}
     path = tmp_path / "canaryd.yaml"
     path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+@pytest.fixture
+async def hooked(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[Hooked]:
+    """canaryd (its API with tokens) with hooks allowed to reach loopback (the receiver)
+    and a secrets dir."""
+    path = hook_settings(tmp_path)
     tokens = tmp_path / "tokens.yaml"
     tokens.write_text(tokens_yaml())
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,3 +62,10 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield rec
     finally:
         await runner.cleanup()
+
+
+def now(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """A synchronous condition as a probe for `eventually`."""
+    async def probe() -> Any:
+        return check()
+    return probe

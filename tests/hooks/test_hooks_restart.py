@@ -1,5 +1,5 @@
-"""SIGKILL of `canaryd serve` between two steps' hooks, then a restart: each step's hook is
-called exactly once, and the rollout completes."""
+"""Hooks across restarts: after a SIGKILL of `canaryd serve` each step's hook is still called
+exactly once; a gate left waiting is asked again by the restarted daemon."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import yaml
 from kubernetes_asyncio import config
 
 from canaryd.sandbox.runner import Sandbox
+from tests.e2e.fixtures import canaryd_running
 from tests.e2e.support import CONFIG, TERMINAL, Kube, eventually, rollout_manifest
-from tests.hooks.receiver import receiver
+from tests.hooks.conftest import hook, hook_settings
+from tests.hooks.receiver import now, receiver
 
 pytestmark = pytest.mark.prometheus
 
@@ -65,3 +67,35 @@ async def test_a_step_hook_runs_once_per_step_across_a_sigkill(
             proc.kill()
             proc.wait(timeout=10)
             await api.close()
+
+
+async def test_a_restarted_daemon_asks_the_waiting_gate_again(
+    sandbox: Sandbox, tmp_path: Path,
+) -> None:
+    path = hook_settings(tmp_path)
+    api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    kube = Kube(api)
+    try:
+        async with receiver() as rec:
+            rec.answers["/cab"] = (425, {"reason": "waiting for the change board"})
+            async with canaryd_running(sandbox, config=path):
+                await kube.create_rollout(rollout_manifest(hooks=[
+                    hook(rec, "cab", "confirmPromotion", interval="1s")]))
+                await eventually(now(lambda: len(rec.to("/cab")) >= 1), timeout=60,
+                                 what="the gate asked")
+            asked = len(rec.to("/cab"))
+            status = await kube.status("podinfo-v2")
+            (run,) = status["hooks"]
+            assert status["phase"] == "Progressing" and run["outcome"] in ("Running", "Waiting")
+            async with canaryd_running(sandbox, config=path):
+                await eventually(now(lambda: len(rec.to("/cab")) > asked), timeout=30,
+                                 what="the restarted daemon asking again")
+                rec.answers["/cab"] = (200, {})
+                status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
+            assert status["phase"] == "Succeeded", status["reason"]
+            (run,) = status["hooks"]
+            assert run["outcome"] == "Passed"
+            deliveries = {c.json["delivery"] for c in rec.to("/cab")}
+            assert len(deliveries) == 1, "one call, asked again under the same delivery id"
+    finally:
+        await api.close()

@@ -5,7 +5,7 @@ CloudEvents receivers are real aiohttp servers in the test."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,10 @@ from canaryd.runtime.leader import LeaseTiming
 from canaryd.sandbox.runner import Sandbox
 from tests.e2e.fixtures import sandbox
 from tests.e2e.support import CONFIG, TERMINAL, Kube, eventually, rollout_manifest
-from tests.hooks.receiver import Receiver, receiver
+from tests.hooks.receiver import Receiver, now, receiver
 
 pytestmark = pytest.mark.prometheus
 __all__ = ["sandbox"]
-
-
-def now(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
-    """A synchronous condition as a probe for `eventually`."""
-    async def probe() -> Any:
-        return check()
-    return probe
 
 
 FAST_LEASE = LeaseTiming(lease_duration=2.0, renew_deadline=1.5, retry_period=0.3)
