@@ -1,7 +1,8 @@
-"""SIGKILL of the daemon at the promotion boundary: after the analysed pod template went onto
-stable and while stable rolls out (the emulator's Deployments take 4 s to roll out here). The
-restarted daemon converges: stable's spec written once, every transition once, all traffic
-back on stable, the canary at zero."""
+"""SIGKILL of the daemon at two of a release's boundaries (the emulator's Deployments take 4 s
+to roll out here): while the canary rolls out the new image (Pending), and after the analysed
+pod template went onto stable, while stable rolls out (Promoting). Each restarted daemon
+converges: the canary's and stable's specs each written once, every transition once, all
+traffic back on stable, the canary at zero."""
 
 from __future__ import annotations
 
@@ -39,9 +40,26 @@ async def test_sigkill_while_stable_rolls_out_then_restart_converges(
     async def stable() -> Any:
         return await kube.apps.read_namespaced_deployment("podinfo-stable", "demo")
 
+    async def canary() -> Any:
+        return await kube.apps.read_namespaced_deployment("podinfo-canary", "demo")
+
     try:
         generation = (await stable()).metadata.generation
+        canary_generation = (await canary()).metadata.generation
         await kube.create_rollout(rollout_manifest(version=IMAGE))
+
+        async def canary_rolling_out() -> bool:
+            c = await canary()
+            images = [x.image for x in c.spec.template.spec.containers]
+            return images == [IMAGE] and (c.status.updated_replicas or 0) < c.spec.replicas
+
+        await eventually(canary_rolling_out, timeout=30, what="the canary rolling out the image")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        status = await kube.status("podinfo-v2")
+        assert status["phase"] == "Pending" and status["release"]["stage"] == "CanaryStart"
+        assert await kube.vs_weights() == {"stable": 100, "canary": 0}
+        proc = spawn(sandbox, logfile)
 
         async def rolling_out() -> bool:
             s = await stable()
@@ -63,6 +81,8 @@ async def test_sigkill_while_stable_rolls_out_then_restart_converges(
         assert [h["weights"]["canary"] for h in status["history"]] == [20, 50, 50, 0, 0]
         after = await stable()
         assert after.metadata.generation == generation + 1, "stable's spec written once"
+        # The canary: the image and replicas in one write, then the scale-down.
+        assert (await canary()).metadata.generation == canary_generation + 2
         assert [c.image for c in after.spec.template.spec.containers] == [IMAGE]
         assert after.spec.template.metadata.labels["track"] == "stable"
         assert await kube.vs_weights() == {"stable": 100, "canary": 0}
