@@ -1,7 +1,7 @@
-"""The import graph (issue 12): no module imports itself through others, the layers of
+"""The code's shape (issue 12): no module imports itself through others, the layers of
 docs/design.md hold (import-linter's contract in pyproject.toml), and canaryd.core is pure:
 it imports nothing of canaryd outside itself, and nothing that reads files, the clock or
-the network."""
+the network; no module is over 500 lines."""
 
 from __future__ import annotations
 
@@ -81,3 +81,10 @@ def test_the_impurity_check_sees_what_it_looks_for(tmp_path: Path) -> None:
     assert found == ["imports os", "imports pathlib", "calls .now() (a clock read)",
                      "calls open()"]
 
+
+
+def test_no_module_of_canaryd_is_over_500_lines() -> None:
+    """Issue 12: a module that grows past 500 lines is split along its seams."""
+    long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / "canaryd").rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert long == {}
