@@ -113,13 +113,30 @@ def virtual_service(name: str) -> dict[str, Any]:
                 {"destination": {"host": "podinfo", "subset": "canary"}, "weight": 0}]}]}}
 
 
+def deployment(name: str, *, unavailable: bool) -> dict[str, Any]:
+    labels = {"app": name}
+    annotations = {"sandbox.canaryd.io/unavailable": "true"} if unavailable else {}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "demo", "annotations": annotations},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                         {"name": "app", "image": "ghcr.io/stefanprodan/podinfo:6.4.0"}]}}}}
+
+
 async def pending_rollout(daemon: Daemon, name: str) -> None:
-    """A rollout that stays Pending (its router exists, its canary Deployment does not)."""
+    """A rollout that stays Pending: its router is at 100/0 and both Deployments exist (a
+    release starts only from that steady state), but the stable never becomes available, so
+    it waits for it (readyTimeout, 300 s) and streams stay open."""
     async with aiohttp.ClientSession() as http:
         async with http.post(
                 f"{daemon.kube_url}/apis/networking.istio.io/v1/namespaces/demo/"
                 "virtualservices", json=virtual_service(name)) as resp:
             assert resp.status == 201, await resp.text()
+        for role in ("stable", "canary"):
+            async with http.post(
+                    f"{daemon.kube_url}/apis/apps/v1/namespaces/demo/deployments",
+                    json=deployment(f"{name}-{role}", unavailable=role == "stable")) as resp:
+                assert resp.status == 201, await resp.text()
         async with http.post(f"{daemon.url}/api/v1/rollouts", json=manifest(name),
                              headers={"Authorization": f"Bearer {TOKENS['submit']}"}) as resp:
             assert resp.status == 201, await resp.text()
