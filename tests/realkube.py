@@ -61,27 +61,36 @@ def require_binaries() -> None:
         pytest.skip(str(exc))
 
 
+@contextlib.contextmanager
+def running(kube: RealKube) -> Iterator[RealKube]:
+    """Start `kube` (binaries required: skipped, or failed in CI, without them), yield it,
+    and stop it whatever happened: the body of every control-plane fixture."""
+    require_binaries()
+    asyncio.run(kube.start())
+    try:
+        yield kube
+    finally:
+        asyncio.run(kube.stop())
+
+
 @pytest.fixture(scope="module")
 def real_kube() -> Iterator[RealKube]:
     """A running etcd + kube-apiserver + controller-manager + scheduler + kwok, one per test
     module: what one module leaves in the cluster cannot reach another (about 7 s and
     500 MiB each)."""
-    require_binaries()
-    kube = RealKube()
-    asyncio.run(kube.start())
-    report = {**versions(), "ready_seconds": round(kube.timings.total, 1),
-              "rss_mib_at_start": round(sum(kube.memory().values()) / 2**20)}
-    try:
-        yield kube
-    finally:
-        report["rss_mib_at_end"] = round(sum(kube.memory().values()) / 2**20)
-        report["rss_mib_by_part_at_end"] = {
-            name: round(rss / 2**20) for name, rss in kube.memory().items()}
-        asyncio.run(kube.stop())
-        folder = Path(os.environ.get(_REPORT_ENV, tempfile.gettempdir()))
-        name = f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}-{id(kube)}"
-        with contextlib.suppress(OSError):
-            (folder / f"{name}.json").write_text(json.dumps(report))
+    with running(RealKube()) as kube:
+        report = {**versions(), "ready_seconds": round(kube.timings.total, 1),
+                  "rss_mib_at_start": round(sum(kube.memory().values()) / 2**20)}
+        try:
+            yield kube
+        finally:
+            report["rss_mib_at_end"] = round(sum(kube.memory().values()) / 2**20)
+            report["rss_mib_by_part_at_end"] = {
+                name: round(rss / 2**20) for name, rss in kube.memory().items()}
+            folder = Path(os.environ.get(_REPORT_ENV, tempfile.gettempdir()))
+            name = f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{os.getpid()}-{id(kube)}"
+            with contextlib.suppress(OSError):
+                (folder / f"{name}.json").write_text(json.dumps(report))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

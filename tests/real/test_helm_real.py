@@ -34,7 +34,7 @@ from tests.deploy.test_rbac import NAMESPACE
 from tests.e2e.support import TERMINAL, Kube, rollout_manifest
 from tests.e2e.test_bluegreen import manifest as bluegreen_manifest
 from tests.real.test_rbac_real import service_account_kubeconfig
-from tests.realkube import require_binaries
+from tests.realkube import running
 
 LEASE = "canaryd-leader"  # the chart's default leaderElection.leaseName
 
@@ -42,14 +42,9 @@ LEASE = "canaryd-leader"  # the chart's default leaderElection.leaseName
 @pytest.fixture(scope="module")
 def helm_kube() -> Iterator[RealKube]:
     """A control plane of this module's own: the chart installs cluster-wide objects."""
-    require_binaries()
     helm_binary()  # skip (or fail in CI) before starting anything
-    kube = RealKube()
-    asyncio.run(kube.start())
-    try:
+    with running(RealKube()) as kube:
         yield kube
-    finally:
-        asyncio.run(kube.stop())
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ listed in tests/deploy/test_rbac.py with the reason it is not."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from tests.deploy.support import kubectl
 from tests.deploy.test_rbac import NAMESPACE, UNUSED_BY_DESIGN, installed_rules
 from tests.e2e.support import CONFIG, ROOT, TERMINAL, Kube, rollout_manifest
 from tests.e2e.test_bluegreen import manifest as bluegreen_manifest
-from tests.realkube import require_binaries
+from tests.realkube import running
 
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:canaryd"
 
@@ -34,13 +33,8 @@ SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:canaryd"
 def audited_kube() -> Iterator[RealKube]:
     """A control plane of this module's own: deploy/ replaces the mesh CRDs with the
     project's copies, and the audit log must hold this module's requests only."""
-    require_binaries()
-    kube = RealKube(audit=True)
-    asyncio.run(kube.start())
-    try:
+    with running(RealKube(audit=True)) as kube:
         yield kube
-    finally:
-        asyncio.run(kube.stop())
 
 
 @pytest.fixture
