@@ -144,7 +144,7 @@ async def test_get_list_and_actions(
     assert await canaryd(served, "get", "demo/podinfo-v2", role="read") == 0
     out = capsys.readouterr().out
     assert "phase:    Progressing" in out and "canary 10%" in out
-    assert await canaryd(served, "list", "--target", "podinfo", role="read") == 0
+    assert await canaryd(served, "list", "-n", "demo", role="read") == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:4] == ["NAMESPACE", "NAME", "TARGET", "PHASE"]
     assert table[1].split()[:4] == ["demo", "podinfo-v2", "podinfo", "Progressing"]
