@@ -81,7 +81,7 @@ sandbox: $(BIN)/canaryd prometheus
 
 # Benchmarks print figures; they assert nothing (shared machines are noisy).
 bench: setup
-	$(BIN)/python bench/rollouts_bench.py --rollouts 300 --seconds 60
+	$(BIN)/python bench/scale.py --rollouts 100 --interval 10s
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/failover_bench.py --runs 10
 	$(BIN)/python bench/judgement.py --runs 2000
