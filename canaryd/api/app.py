@@ -26,7 +26,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from canaryd.api import events, openapi, problems, profiles, rollouts, ui
+from canaryd.api import events, liststream, openapi, problems, profiles, rollouts, ui
 from canaryd.api.auth import TokenSource
 from canaryd.api.body import MAX_BODY, too_large
 from canaryd.api.context import IDENTITY, STATE, ApiState, Handler, Hub
@@ -197,5 +197,6 @@ def build_app(
     r.add_get(rollouts.BASE + "/{namespace}/{name}/analysis", profiles.analysis)
     for action in rollouts.ACTION_PHASES:
         r.add_post(f"{rollouts.BASE}/{{namespace}}/{{name}}/{action}", rollouts.action(action))
+    liststream.add_routes(app)
     ui.add_routes(app)
     return app

@@ -203,6 +203,24 @@ def paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/v1/events": {"get": {
+            "operationId": "watchRollouts",
+            "summary": "Server-sent events of the rollout list (read): the list, then one "
+                       "event per change. Resume with Last-Event-ID.",
+            "parameters": [
+                _label_query("namespace", "only this namespace"),
+                _label_query("target", "only rollouts of this spec.target"),
+                {"name": "phase", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": [*(p.value for p in Phase), "Unknown"]}},
+                {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9]{1,15}$"}}],
+            "responses": {"200": {
+                "description": "text/event-stream; events: reset, added, modified, deleted, "
+                               "synced, bookmark (schemas ListRow, ListDeleted, ListSynced)",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "400": _problem("a bad query parameter or Last-Event-ID"), **AUTH,
+                "429": _problem("the token holds too many event streams"),
+                "503": _problem("the rollout cache is not synced yet, or too many streams")}}},
         "/api/v1/rollouts/{namespace}/{name}": {"get": {
             "operationId": "getRollout", "summary": "One rollout, from the cache (read).",
             "parameters": NAME_PARAMS,

@@ -152,6 +152,34 @@ class GapEvent(_Wire):
     detail: str
 
 
+class ListRow(_Wire):
+    """`event: added` / `modified` of GET /api/v1/events: a rollout as the list shows it."""
+
+    rollout: str = Field(description="namespace/name")
+    phase: str = Field(description="a phase, or Unknown for a status canaryd cannot read")
+    metadata: dict[str, Any] = Field(
+        description="namespace, name, creationTimestamp, resourceVersion, uid")
+    spec: dict[str, Any] = Field(description="target, version")
+    status: dict[str, Any] = Field(description="as written: phase, weights, stepIndex, "
+                                               "stepCount, stepProgress, reason, phaseStartedAt")
+
+
+class ListDeleted(_Wire):
+    """`event: deleted` of GET /api/v1/events: the row is gone from the view."""
+
+    rollout: str
+    namespace: str
+    name: str
+    why: Literal["deleted", "left the view"]
+
+
+class ListSynced(_Wire):
+    """`event: synced` of GET /api/v1/events: the client's rows are the current view."""
+
+    count: int
+    resumed: bool = Field(description="true: only the changes since Last-Event-ID were sent")
+
+
 # ---------------------------------------------------------------------------- profiles
 
 
@@ -209,5 +237,6 @@ class AnalysisView(_Wire):
 COMPONENTS: tuple[type[BaseModel], ...] = (
     Rollout, RolloutList, Problem, WhoAmI, Health, Readiness,
     StateEvent, TransitionEvent, CheckEvent, VerdictEvent, GapEvent,
+    ListRow, ListDeleted, ListSynced,
     ProfileList, AnalysisView,
 )
