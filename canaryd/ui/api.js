@@ -84,15 +84,14 @@ export class SseParser {
 }
 
 /**
- * Follow a rollout's event stream with fetch() (EventSource cannot send a header), and
- * reconnect with Last-Event-ID after a drop (a restarted replica, a proxy timeout): the
- * server resumes right after the last event received. Ends after `verdict` or `deleted`,
- * or at the first answer that retrying cannot change (401, 403, 404, 400).
- * handlers: {event(type, data, id), status(text), fatal(error), end()}
+ * Read a server-sent event stream with fetch() (EventSource cannot send a header), and
+ * reconnect with Last-Event-ID after a drop (a restarted replica, a proxy timeout), backing
+ * off from the server's `retry` up to 10 s. An empty `id:` forgets the last id (a re-list).
+ * Ends when `ends(type)` says so, or at the first answer that retrying cannot change (401,
+ * 403, 404, 400). handlers: {event(type, data, id), status(text), fatal(error), end()}
  */
-export function follow(namespace, name, handlers) {
+function stream(url, handlers, ends) {
   const abort = new AbortController();
-  const url = `${BASE}/rollouts/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/events`;
   let last = null;
   let retry = 2000;
   let attempts = 0;
@@ -114,10 +113,10 @@ export function follow(namespace, name, handlers) {
         attempts = 0;
         handlers.status('live');
         const parser = new SseParser((ev) => {
-          if (ev.id !== null && ev.id !== '') last = ev.id;
+          if (ev.id !== null) last = ev.id === '' ? null : ev.id;
           let data = null;
           try { data = JSON.parse(ev.data); } catch { return; }
-          if (ev.type === 'verdict' || ev.type === 'deleted') finished = true;
+          if (ends(ev.type)) finished = true;
           handlers.event(ev.type, data, ev.id);
         }, (ms) => { retry = Math.min(Math.max(ms, 250), 30000); });
         const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -139,4 +138,17 @@ export function follow(namespace, name, handlers) {
   };
   run();
   return {close: () => abort.abort(), lastId: () => last};
+}
+
+/** A rollout's event stream: the server resumes right after the last event received; it
+ * ends after `verdict` or `deleted`. */
+export function follow(namespace, name, handlers) {
+  const url = `${BASE}/rollouts/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/events`;
+  return stream(url, handlers, (type) => type === 'verdict' || type === 'deleted');
+}
+
+/** The rollout list's event stream (GET /api/v1/events?query): reset, added, modified,
+ * deleted, synced; it never ends on its own. */
+export function watchList(query, handlers) {
+  return stream(`${BASE}/events?${query}`, handlers, () => false);
 }

@@ -1,9 +1,10 @@
-// The rollouts page: filter by namespace, target and phase; refreshed every 2 s from the
-// API's watch-fed cache while shown (the list has no event stream of its own).
-import {api, ApiError} from './api.js';
+// The rollouts page: filter by namespace, target and phase; live from the list's event
+// stream (GET /api/v1/events: the rows, then one event per change), reconnected with
+// Last-Event-ID after a drop. A filter change opens a new stream.
+import {watchList} from './api.js';
 import {h, fill, phaseBadge, weightsText, age, PHASES} from './dom.js';
 
-const REFRESH_MS = 2000;
+const AGE_MS = 10000; // the age column is recomputed locally, without asking the server
 
 function detailHref(ns, name) {
   return `#/rollouts/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
@@ -26,7 +27,7 @@ function row(item) {
     h('td', {}, phaseBadge(status.phase || 'Pending')),
     h('td', {}, bar),
     h('td', {}, status.stepProgress ? String(status.stepProgress) : ''),
-    h('td', {}, age(meta.creationTimestamp)),
+    h('td', {class: 'age', 'data-created': String(meta.creationTimestamp || '')}, age(meta.creationTimestamp)),
     h('td', {class: 'reason'}, String(status.reason || '')));
 }
 
@@ -51,48 +52,85 @@ export function mount(root, ctx, params) {
       body),
     note);
 
+  const state = h('span', {id: 'stream-state', class: 'muted'}, 'connecting…');
+  root.append(h('p', {class: 'muted'}, 'stream: ', state));
+  const rows = new Map(); // "ns/name" -> its <tr>, kept in key order in the table
+  let synced = false;
   let timer = null;
-  let stopped = false;
-  let generation = 0; // a filter change starts a new refresh loop; older ones end
-  let abort = new AbortController();
+  let feed = null;
 
   function query() {
-    const q = new URLSearchParams({limit: '500'});
+    const q = new URLSearchParams();
     for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
     return q;
   }
 
+  function summary() {
+    if (!synced) return;
+    if (rows.size === 0) {
+      fill(body, h('tr', {class: 'empty'}, h('td', {colspan: 9, class: 'muted'}, 'no rollouts match')));
+    } else {
+      body.querySelector('tr.empty')?.remove();
+    }
+    fill(note, `${rows.size} rollout${rows.size === 1 ? '' : 's'}`);
+    note.className = 'muted';
+  }
+
+  function upsert(item) {
+    const key = `${(item.metadata || {}).namespace}/${(item.metadata || {}).name}`;
+    const tr = row(item);
+    const old = rows.get(key);
+    if (old) { old.replaceWith(tr); rows.set(key, tr); return; }
+    body.querySelector('tr.empty')?.remove();
+    let next = null; // the first shown row sorting after this one
+    for (const [k, el] of rows) if (k > key && (next === null || k < next[0])) next = [k, el];
+    body.insertBefore(tr, next ? next[1] : null);
+    rows.set(key, tr);
+  }
+
+  function remove(key) {
+    const old = rows.get(key);
+    if (old) { old.remove(); rows.delete(key); }
+  }
+
+  function open() {
+    feed = watchList(query(), {
+      event(type, data) {
+        if (type === 'reset') { rows.clear(); fill(body); synced = false; }
+        else if (type === 'added' || type === 'modified') upsert(data);
+        else if (type === 'deleted') remove(String(data.rollout));
+        else if (type === 'synced') synced = true;
+        summary();
+      },
+      status(text) {
+        fill(state, text);
+        state.className = text === 'live' ? 'live' : 'reconnecting';
+      },
+      fatal(err) {
+        if (err.status === 401) { ctx.signOut('the token was refused'); return; }
+        fill(state, 'stopped');
+        state.className = 'error';
+        fill(note, `could not list: ${err.message}`);
+        note.className = 'error';
+      },
+      end() {},
+    });
+  }
+
   function changed() {
-    const shown = new URLSearchParams();
-    for (const [k, v] of Object.entries(filters)) if (v) shown.set(k, v);
+    const shown = query();
     const hash = shown.toString() ? `#/?${shown}` : '#/';
     history.replaceState(null, '', hash);
     clearTimeout(timer);
-    abort.abort();
-    abort = new AbortController();
-    generation += 1;
-    timer = setTimeout(refresh, 250, generation);
+    if (feed) feed.close();
+    feed = null;
+    timer = setTimeout(() => { rows.clear(); fill(body); synced = false; open(); }, 250);
   }
 
-  async function refresh(mine = generation) {
-    if (stopped || mine !== generation) return;
-    try {
-      const page = await api(`/rollouts?${query()}`, {signal: abort.signal});
-      if (mine !== generation) return;
-      fill(body, page.items.length ? page.items.map(row)
-        : h('tr', {}, h('td', {colspan: 9, class: 'muted'}, 'no rollouts match')));
-      fill(note, `${page.items.length} rollout${page.items.length === 1 ? '' : 's'}`,
-        page.metadata.continue ? ' (first 500)' : '', ` · updated ${new Date().toISOString().slice(11, 19)}`);
-      note.className = 'muted';
-    } catch (err) {
-      if (err.name === 'AbortError' || mine !== generation) return;
-      if (err instanceof ApiError && err.status === 401) { ctx.signOut('the token was refused'); return; }
-      fill(note, `could not refresh: ${err.message}`);
-      note.className = 'error';
-    }
-    if (!stopped && mine === generation) timer = setTimeout(refresh, REFRESH_MS, mine);
-  }
+  const ages = setInterval(() => {
+    for (const td of body.querySelectorAll('td.age')) td.textContent = age(td.dataset.created);
+  }, AGE_MS);
 
-  refresh();
-  return {stop: () => { stopped = true; clearTimeout(timer); abort.abort(); }};
+  open();
+  return {stop: () => { clearTimeout(timer); clearInterval(ages); if (feed) feed.close(); }};
 }

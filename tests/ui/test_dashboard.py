@@ -277,6 +277,56 @@ def test_the_stream_resumes_after_the_daemon_restarts(stack: Stack, page: Any) -
     assert len(ids) == len(set(ids)), f"an analysis run was shown twice: {ids}"
 
 
+def test_the_list_follows_its_stream_a_phase_change_shows_without_reload_or_polling(
+    stack: Stack, page: Any,
+) -> None:
+    requests: list[str] = []
+    page.on("request", lambda req: requests.append(req.url)
+            if "/api/v1/" in req.url else None)
+    sign_in(page, stack, "read")
+    row = f"tr[data-rollout='demo/{ROLLOUT}']"
+    page.wait_for_selector(f"{row} .phase-Progressing", timeout=60_000)
+    page.wait_for_selector("#stream-state:text-is('live')")
+    page.evaluate("window.__sameDocument = true")
+    seen = len(requests)
+    # The real controller moves the rollout to Paused, then back to Progressing.
+    status, body = stack.api("POST", f"/api/v1/rollouts/demo/{ROLLOUT}/pause")
+    assert status == 202, body
+    page.wait_for_selector(f"{row} .phase-Paused", timeout=30_000)
+    status, body = stack.api("POST", f"/api/v1/rollouts/demo/{ROLLOUT}/resume")
+    assert status == 202, body
+    page.wait_for_selector(f"{row} .phase-Progressing", timeout=30_000)
+    assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+    after = requests[seen:]
+    assert after == [], f"the list page asked the API again: {after}"
+    lists = [u for u in requests if u.split("?")[0].endswith("/api/v1/rollouts")]
+    streams = [u for u in requests if u.split("?")[0].endswith("/api/v1/events")]
+    assert lists == [] and len(streams) == 1, requests
+
+
+def test_the_list_says_reconnecting_when_the_stream_drops_and_relists(
+    stack: Stack, page: Any,
+) -> None:
+    sign_in(page, stack, "read")
+    row = f"tr[data-rollout='demo/{ROLLOUT}']"
+    page.wait_for_selector(row, timeout=60_000)
+    page.wait_for_selector("#stream-state:text-is('live')")
+    page.evaluate("window.__sameDocument = true")
+    resumed: list[str] = []
+    page.on("request", lambda req: resumed.append(req.headers.get("last-event-id", ""))
+            if "/api/v1/events" in req.url else None)
+    stack.stop_serve()
+    page.wait_for_selector("#stream-state.reconnecting", timeout=30_000)
+    assert (page.text_content("#stream-state") or "").startswith("reconnecting")
+    assert page.locator(row).count() == 1  # the rows stay while reconnecting
+    stack.start_serve()
+    page.wait_for_selector("#stream-state:text-is('live')", timeout=30_000)
+    page.wait_for_selector(row)
+    assert page.evaluate("window.__sameDocument") is True
+    # Every attempt names where the page was; the restarted daemon re-lists.
+    assert resumed and all(re.fullmatch(r"[0-9a-f]{8}-[0-9]+", i) for i in resumed), resumed
+
+
 def test_profiles_are_shown_read_only(stack: Stack, page: Any) -> None:
     sign_in(page, stack, "read", "#/profiles")
     sandbox = "section.profile[data-profile='sandbox']"
