@@ -184,8 +184,7 @@ class Controller:
         return read.active or (read.status is not None and hooks_pending(read.status))
 
     async def _reconcile(self, due: list[str], settings: Settings) -> None:
-        arbitration = targets.arbitrate(
-            reading.entry(obj, self.cache.read(obj)) for obj in self.cache.values())
+        arbitration = targets.arbitrate(self.cache.entry(obj) for obj in self.cache.values())
         sem = asyncio.Semaphore(PARALLEL)
         tick = settings.controller.tick
 
