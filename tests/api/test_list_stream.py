@@ -3,6 +3,7 @@ sandbox API server (the tests write status as the controller would)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -213,3 +214,15 @@ async def test_the_stream_needs_a_token_and_holds_a_stream_slot(
         async with http.get(EVENTS, headers=auth("read")) as second:
             assert second.status == 429
     assert any(line.startswith(b": keep-alive") for line in lines)
+
+
+async def test_stopping_the_server_ends_open_list_streams_at_once(
+    http: aiohttp.ClientSession, served: Served,
+) -> None:
+    async with http.get(EVENTS, headers=auth("read")) as resp:
+        await until(messages(resp), "synced")
+        async with http.get("/metrics") as metrics:
+            assert "canaryd_api_list_streams 1.0" in await metrics.text()
+        await served.app.shutdown()  # what runner.cleanup() starts with
+        rest = await asyncio.wait_for(resp.content.read(), timeout=5)
+    assert b"event:" not in rest
