@@ -226,3 +226,17 @@ async def test_stopping_the_server_ends_open_list_streams_at_once(
         await served.app.shutdown()  # what runner.cleanup() starts with
         rest = await asyncio.wait_for(resp.content.read(), timeout=5)
     assert b"event:" not in rest
+
+
+def test_the_feed_compacts_changes_and_knows_when_it_no_longer_reaches_back() -> None:
+    from canaryd.api.liststream import Feed
+
+    feed = Feed(keep=4)
+    for name in ("a", "b", "a", "c", "a"):  # positions 1..5; 2..5 kept
+        feed.notify("MODIFIED", {"metadata": {"namespace": "demo", "name": name}})
+    assert feed.since(1) == [(2, "demo/b"), (4, "demo/c"), (5, "demo/a")]
+    assert feed.since(3) == [(4, "demo/c"), (5, "demo/a")]
+    assert feed.since(5) == []
+    assert feed.since(0) is None  # change 1 is no longer kept: re-list
+    assert feed.since(6) is None  # not one of this process's positions
+    assert Feed().epoch != feed.epoch
