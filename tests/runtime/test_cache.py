@@ -43,3 +43,13 @@ def test_a_dropped_object_is_not_remembered() -> None:
     other = _obj("1", "app-other", None)  # same key and version, a new object
     cache.put(other)
     assert "app-other" in {c.name for c in cache.entry(other).claims}
+
+
+def test_managed_fields_are_not_kept() -> None:
+    cache = RolloutCache()
+    obj = _obj("1", "app-canary", None)
+    obj["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Update"}]
+    cache.put(obj)
+    kept = cache["demo/r1"]
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["resourceVersion"] == "1" and kept["spec"] == obj["spec"]
