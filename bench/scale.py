@@ -303,12 +303,29 @@ async def create_apps(api: client.ApiClient, n: int) -> None:
 
 
 async def phases(custom: client.CustomObjectsApi, namespace: str) -> dict[str, int]:
-    listed = await custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "rollouts")
     counts: dict[str, int] = {}
-    for item in listed["items"]:
-        phase = (item.get("status") or {}).get("phase", "none")
-        counts[phase] = counts.get(phase, 0) + 1
-    return counts
+    token = None
+    while True:
+        listed = await custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "rollouts", limit=100, _continue=token)
+        for item in listed["items"]:
+            phase = (item.get("status") or {}).get("phase", "none")
+            counts[phase] = counts.get(phase, 0) + 1
+        token = listed["metadata"].get("continue")
+        if not token:
+            return counts
+
+
+async def phases_or_why(custom: client.CustomObjectsApi, namespace: str) -> dict[str, Any]:
+    """The phase counts, or why the API server could not list them (at 1,000 in flight on
+    2 cores its watch cache lagged: 504 "Too large resource version")."""
+    for attempt in range(5):
+        try:
+            return dict(await phases(custom, namespace))
+        except Exception as exc:
+            why = f"{type(exc).__name__} {getattr(exc, 'status', '')}".strip()
+            await asyncio.sleep(1.0 + attempt)
+    return {"unavailable": why}
 
 
 async def api_latency(scraper: Scraper, url: str, names: list[str], seconds: float
@@ -344,13 +361,14 @@ async def breach_times(custom: client.CustomObjectsApi, names: list[str], at: fl
     out: dict[str, float] = {}
     deadline = time.monotonic() + timeout
     while len(out) < len(names) and time.monotonic() < deadline:
-        listed = await custom.list_namespaced_custom_object(GROUP, VERSION, NS, "rollouts")
-        for item in listed["items"]:
-            name = item["metadata"]["name"]
-            if name not in names or name in out:
+        for name in [x for x in names if x not in out]:
+            try:
+                item = await custom.get_namespaced_custom_object(GROUP, VERSION, NS,
+                                                                 "rollouts", name)
+            except Exception as exc:  # a loaded API server: try again on the next pass
+                print(f"  (reading {name}: {type(exc).__name__}; again)")
                 continue
-            status = item.get("status") or {}
-            for h in status.get("history") or []:
+            for h in (item.get("status") or {}).get("history") or []:
                 if h.get("phase") == "RolledBack":
                     out[name] = parse_time(h["time"]) - at
         await asyncio.sleep(1.0)
@@ -445,7 +463,7 @@ async def measure(args: argparse.Namespace, kube: RealKube, api: client.ApiClien
     return {
         "in_flight": n, "finished_in_cache": finished, "interval": args.interval,
         "window_s": round(t1 - t0, 1),
-        "phases": await phases(custom, NS),
+        "phases": await phases_or_why(custom, NS),
         "analysis_rounds": rounds,
         "queries_per_round_canaryd": queries / rounds if rounds else float("nan"),
         "queries_per_round_prometheus": served / rounds if rounds else float("nan"),
@@ -569,7 +587,11 @@ async def main(args: argparse.Namespace) -> None:
                 daemon.stop()
             if mesh is not None and mesh.poll() is None:
                 mesh.terminate()
-                mesh.wait(timeout=30)
+                try:
+                    mesh.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    mesh.kill()
+                    mesh.wait(timeout=10)
             await scraper.close()
             await api.close()
 
