@@ -432,7 +432,7 @@ async def measure(args: argparse.Namespace, kube: RealKube, api: client.ApiClien
     kube_after = await scraper.metrics(f"{kube.url}/metrics", kube=True)
     prom_after = await scraper.metrics(f"{prom_url}/metrics")
     mine_after = await scraper.metrics(f"{daemon.url}/metrics")
-    times = await breach_times(custom, breach, at, timeout=max(120.0, 10 * interval))
+    times = await breach_times(custom, breach, at, timeout=max(60.0, 6 * interval))
     minutes = (t1 - t0) / 60
 
     def delta(name: str, **match: str) -> float:

@@ -23,7 +23,7 @@ from canaryd.adapters.errors import Conflict, KubeError
 from canaryd.adapters.kube import ObjectRef, RolloutStore, Workloads
 from canaryd.adapters.routers import Router, RouterError, make_router
 from canaryd.adapters.workloads import ReleaseError, Releases, plan_for
-from canaryd.core import machine, mergepatch, plan, reading, targets
+from canaryd.core import machine, plan, reading, targets
 from canaryd.core.hooks import RunHook
 from canaryd.core.model import (
     ACTION_ANNOTATION,
@@ -208,9 +208,6 @@ class Reconciler:
         patch = mine.model_dump(mode="json", by_alias=True)
         raw_status = w.raw.get("status") or {}
         patch.update({k: None for k in RETIRED_STATUS_FIELDS if k in raw_status})
-        # Only what differs from the status the decision was made from (the write is fenced
-        # to that resourceVersion, so the server applies it to exactly that status).
-        patch = mergepatch.diff(raw_status, patch)
         try:
             updated = await self.store.write_status(w.ref, patch, rv)
         except Conflict:
