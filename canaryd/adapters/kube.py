@@ -108,6 +108,19 @@ class RolloutStore:
         )
         return result
 
+    async def delete(self, ref: ObjectRef, *, uid: str, resource_version: str) -> None:
+        """Delete the Rollout only if it is still the object read (same uid and
+        resourceVersion; else Conflict): one changed since, by anyone, is not deleted."""
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(
+            uid=uid, resource_version=resource_version))
+        await kube_call(
+            f"delete rollout {ref}",
+            lambda: self.custom.delete_namespaced_custom_object(
+                model.GROUP, model.VERSION, ref.namespace, model.PLURAL, ref.name, body=body,
+                _request_timeout=TIMEOUT,
+            ),
+        )
+
     async def clear_action(self, ref: ObjectRef, resource_version: str) -> dict[str, Any]:
         body = {
             "metadata": {

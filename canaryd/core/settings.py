@@ -128,6 +128,9 @@ class ControllerSettings(Model):
     tick: Duration = 1.0
     checks_kept: Annotated[int, Field(ge=1, le=200)] = 20
     identity: str | None = None
+    keep_finished: Annotated[int, Field(ge=0, le=100000)] = Field(
+        default=50, description="finished Rollouts kept per target (namespace and "
+        "spec.target); the leader deletes older ones, oldest first; 0 keeps every one")
 
 
 class Settings(Model):

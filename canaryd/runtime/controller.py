@@ -34,6 +34,7 @@ from canaryd.runtime.notifier import Notifier
 from canaryd.runtime.queue import DueQueue
 from canaryd.runtime.reconcile import Observed, Reconciler
 from canaryd.runtime.report import Reporter
+from canaryd.runtime.retention import Retention
 
 log = structlog.get_logger("canaryd.controller")
 PARALLEL = 64  # rollouts observed / finished at once in a round
@@ -74,6 +75,8 @@ class Controller:
         self.reconciler = Reconciler(api=api, store=self.store, cache=self.cache,
                                      reporter=self.reporter, metrics=metrics,
                                      identity=identity, may_write=may_write, hooks=self.hooks)
+        self.retention = Retention(store=self.store, cache=self.cache, may_write=may_write,
+                                   keep=lambda: self.settings().controller.keep_finished)
         self._informer = Informer(self.store, self.cache, self._changed)
         self.notifier = Notifier(settings=settings, cache=self.cache, store=self.store,
                                  may_write=may_write, registry=metrics.registry, clock=clock)
@@ -95,6 +98,7 @@ class Controller:
             self.reporter.forget(key)
             self.hooks.settle(key, None)
             return
+        self.retention.changed(kind, obj)
         read = self.cache.read(obj)
         spec = obj.get("spec")
         target = spec.get("target") if isinstance(spec, dict) else None
@@ -161,6 +165,7 @@ class Controller:
         self.prometheus.reconfigure(prom.url, timeout=prom.timeout, retries=prom.retries)
         self.reporter.phases()
         self.reporter.expire(time.monotonic())
+        await self.retention.sweep()
         live = []
         for key, obj in self.cache.items():
             if self._live(obj):

@@ -30,6 +30,9 @@ UNUSED_BY_DESIGN = {
                                           "(canaryd/api/writer.py); this run submits with "
                                           "a client of its own",
     ("canaryd.io", "rollouts", "get"): "the HTTP API reads a rollout back after a submit",
+    ("canaryd.io", "rollouts", "delete"): "retention: finished Rollouts past "
+                                          "controller.keepFinished per target "
+                                          "(tests/e2e/test_retention.py); this run has one",
     ("gateway.networking.k8s.io", "httproutes", "get"): "Gateway API router (tests/routers)",
     ("gateway.networking.k8s.io", "httproutes", "patch"): "Gateway API router",
     ("policy.linkerd.io", "httproutes", "get"): "Linkerd HTTPRoute router",

@@ -56,7 +56,7 @@ on its own; `.hookSecrets` the webhook hooks' Secret reads.
 {{- define "canaryd.rules" -}}
 - apiGroups: ["canaryd.io"]
   resources: ["rollouts"]
-  verbs: {{ if .cluster }}["get", "list", "watch", "create", "patch"]{{ else }}["get", "create", "patch"]{{ end }}
+  verbs: {{ if .cluster }}["get", "list", "watch", "create", "patch", "delete"]{{ else }}["get", "create", "patch", "delete"]{{ end }}
 - apiGroups: ["canaryd.io"]
   resources: ["rollouts/status"]
   verbs: ["patch"]
