@@ -89,4 +89,6 @@ async def test_the_list_reads_the_given_cache_and_the_hub_listens_to_it(
     resp = await http.get("/api/v1/rollouts?phase=Succeeded", headers=auth("read"))
     assert resp.status == 200
     assert [i["metadata"]["name"] for i in (await resp.json())["items"]] == ["b"]
-    assert len(parts.listeners) == 1, "the change hub listens to the cache it was given"
+    owners = sorted(type(listener.__self__).__name__ for listener in parts.listeners)
+    assert owners == ["Feed", "Hub"], \
+        "the change hub and the list stream's feed listen to the cache they were given"
