@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from kubernetes_asyncio import client
+
+from canaryd.client.sse import Decoder, Message
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config" / "canaryd.yaml"
@@ -128,3 +132,12 @@ class CuttableProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+async def messages(resp: aiohttp.ClientResponse) -> AsyncIterator[Message]:
+    """The server-sent events of a streaming answer, decoded as the CLI decodes them."""
+    decoder = Decoder()
+    async for raw in resp.content:
+        message = decoder.feed(raw.decode().rstrip("\r\n"))
+        if message is not None:
+            yield message

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -13,7 +12,7 @@ from kubernetes_asyncio import client
 from canaryd.api import stream
 from canaryd.client.follow import Event, follow
 from canaryd.client.http import CanarydClient
-from canaryd.client.sse import Decoder, Message
+from canaryd.client.sse import Message
 from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served
 from tests.api.support import (
@@ -25,17 +24,10 @@ from tests.api.support import (
     StatusWriter,
     auth,
     manifest,
+    messages,
 )
 
 EVENTS = "/api/v1/rollouts/demo/podinfo-v2/events"
-
-
-async def messages(resp: aiohttp.ClientResponse) -> AsyncIterator[Message]:
-    decoder = Decoder()
-    async for raw in resp.content:
-        message = decoder.feed(raw.decode().rstrip("\r\n"))
-        if message is not None:
-            yield message
 
 
 async def create(http: aiohttp.ClientSession) -> None:

@@ -13,20 +13,12 @@ import aiohttp
 import yaml
 from kubernetes_asyncio import client
 
-from canaryd.client.sse import Decoder, Message
+from canaryd.client.sse import Message
 from tests.api.conftest import Served
-from tests.api.support import TOKENS, StatusWriter, auth, manifest
+from tests.api.support import TOKENS, StatusWriter, auth, manifest, messages
 
 EVENTS = "/api/v1/events"
 SCOPED = "scoped-token-0123456789abcdef"
-
-
-async def messages(resp: aiohttp.ClientResponse) -> AsyncIterator[Message]:
-    decoder = Decoder()
-    async for raw in resp.content:
-        message = decoder.feed(raw.decode().rstrip("\r\n"))
-        if message is not None:
-            yield message
 
 
 async def until(stream: AsyncIterator[Message], kind: str) -> list[Message]:
