@@ -1,5 +1,5 @@
-"""The asyncio helpers canaryd shares: sleep unless stopped, wait for the first of several
-things, and poll a file for changes until stopped.
+"""The asyncio helpers canaryd shares: wait for an event with a timeout, sleep unless
+stopped, wait for the first of several things, and poll a file for changes until stopped.
 
 (The embedded daemon, started and stopped around a block, is `canaryd.embedded`.)
 """
@@ -12,11 +12,23 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 
+async def wait_set(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `event`; True if it is set.
+
+    Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that arrives in the
+    loop iteration in which the event is set (it returns the result instead), so a task
+    cancelled then (an event stream whose client went away) runs on; `asyncio.timeout`
+    lets the cancellation through.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(seconds, 0.0)):
+            await event.wait()
+    return event.is_set()
+
+
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep up to `seconds`, less if `stop` is set meanwhile; True if it was."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=max(seconds, 0.0))
-    return stop.is_set()
+    return await wait_set(stop, seconds)
 
 
 async def first(*waits: Awaitable[Any], timeout: float | None = None) -> None:  # noqa: ASYNC109

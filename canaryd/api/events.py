@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from canaryd import aio
 from canaryd.api import problems, stream
 from canaryd.api.auth import Role
 from canaryd.api.context import IDENTITY, STATE, requires
@@ -82,7 +83,5 @@ async def _follow(
             if not sent_verdict and last != final.position:
                 await response.write(final.encode())
             return
-        try:
-            await asyncio.wait_for(changed.wait(), timeout=state.heartbeat)
-        except TimeoutError:
+        if not await aio.wait_set(changed, state.heartbeat):
             await response.write(b": keep-alive\n\n")

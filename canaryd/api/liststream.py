@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Gauge
 
+from canaryd import aio
 from canaryd.api import problems
 from canaryd.api.auth import Identity, Role
 from canaryd.api.context import IDENTITY, STATE, in_scope, requires
@@ -258,9 +259,7 @@ async def _follow(response: web.StreamResponse, request: web.Request, view: View
         if changes is None:
             why = "this stream fell behind the changes kept"
             continue
-        try:
-            await asyncio.wait_for(changed.wait(), timeout=state.heartbeat)
-        except TimeoutError:
+        if not await aio.wait_set(changed, state.heartbeat):
             if sent != position:  # changes none of which was in view: say where we are
                 await response.write(_event("bookmark", {}, feed.format_id(position)))
                 sent = position
