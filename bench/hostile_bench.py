@@ -27,6 +27,7 @@ Scenarios (--scenarios, all by default):
            active): /healthz latency while every controller round arbitrates among them.
 
     .venv/bin/python bench/hostile_bench.py [--scenarios load,stalls,garbage,series,crowd]
+        [--decode processes,threads]
         [--bad-rps 200] [--seconds 20] [--get-rps 50] [--repeat 3] [--stall-seconds 3]
         [--rollouts 1000] [--crowd 300] [--nice N]
 """
@@ -204,11 +205,40 @@ class Probe:
             await self.proc.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process (all its threads) so far: unlike latency, what
-    a request costs the daemon does not depend on what else the machine runs."""
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (the daemon's decode workers)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _own_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of the process (all its threads) and of its live child
+    processes (the decode workers, whose work is the daemon's): unlike latency, what a
+    request costs the daemon does not depend on what else the machine runs."""
+    total = _own_cpu(pid)
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            total += _own_cpu(child)
+    return total
+
+
+def workers_rss_mib(pid: int) -> float:
+    """The decode workers' resident memory, MiB (0 while none has started)."""
+    kib = 0
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    kib += int(line.split()[1])
+    return round(kib / 1024, 1)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -303,7 +333,9 @@ async def load_round(daemon: Daemon, args: argparse.Namespace) -> dict[str, Any]
           "rss_start_mib": round(memory.start / 1024, 1),
           "rss_peak_mib": round(memory.peak / 1024, 1),
           "rss_end_of_window_mib": round(rss_at_end_of_window / 1024, 1),
-          "rss_peak_over_start_mib": round(memory.grown_mib, 1)}
+          "rss_peak_over_start_mib": round(memory.grown_mib, 1),
+          "decode_workers": len(children(daemon.pid)),
+          "decode_workers_rss_mib": workers_rss_mib(daemon.pid)}
 
 
 async def stalls(daemon: Daemon, args: argparse.Namespace) -> None:
@@ -517,10 +549,21 @@ SCENARIOS = {"load": load, "stalls": stalls, "garbage": garbage, "series": serie
              "crowd": crowd}
 
 
+# --decode: where the daemon decodes request bodies larger than 16 KiB (the default,
+# "processes"), or all of them in threads as before ("threads").
+DECODE_MODES = {"processes": {}, "threads": {"CANARYD_HTTP_DECODE_PROCESS_ABOVE": "10000000"}}
+
+
 async def bench(args: argparse.Namespace) -> None:
+    for mode in args.decode.split(","):
+        emit({"decode": mode})
+        await bench_one(args, DECODE_MODES[mode])
+
+
+async def bench_one(args: argparse.Namespace, env: dict[str, str]) -> None:
     chosen = [SCENARIOS[s] for s in args.scenarios.split(",")]
     with tempfile.TemporaryDirectory(prefix="canaryd-hostile-bench-") as tmp, \
-            daemon_process(Path(tmp), limits=None) as daemon:
+            daemon_process(Path(tmp), limits=None, env=env) as daemon:
         if args.nice is not None:  # this process, its probes (inherited) and the daemon
             for pid in (0, daemon.pid):
                 os.setpriority(os.PRIO_PROCESS, pid, args.nice)
@@ -534,6 +577,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--probe", help=argparse.SUPPRESS)
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
+    p.add_argument("--decode", default="processes",
+                   help="comma-separated: processes (the default: bodies over 16 KiB decode "
+                   "in worker processes), threads (all in threads, as before); each mode "
+                   "runs the scenarios against a daemon of its own")
     p.add_argument("--bad-rps", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--get-rps", type=float, default=50.0)

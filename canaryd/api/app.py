@@ -56,6 +56,11 @@ class ApiMetrics:
         self.connections = Gauge("canaryd_api_connections", "Open HTTP connections",
                                  registry=registry)
         self.connections.set_function(lambda: float(guard.open))
+        self.decode_restarts = Gauge(
+            "canaryd_api_decode_worker_restarts",
+            "Decode worker pools killed after a document ran past its deadline",
+            registry=registry)
+        self.decode_restarts.set_function(lambda: float(guard.decode.workers.restarts))
 
 
 API_METRICS: web.AppKey[ApiMetrics] = web.AppKey("canaryd_api_metrics", ApiMetrics)
@@ -163,6 +168,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(watcher, return_exceptions=True)
     if state.hub.notify in listeners:
         listeners.remove(state.hub.notify)
+    await state.guard.decode.aclose()
 
 
 async def _closing(app: web.Application) -> None:

@@ -1,43 +1,30 @@
-"""Reading a request document: bounded in size, time, depth and count; JSON or YAML; one
-mapping; no YAML aliases.
+"""Reading a request document: bounded in size and time, decoded off the event loop.
 
 What a decoder may cost is bounded before it can cost it: at most MAX_BODY bytes are read
-(within the body timeout), YAML is scanned event by event with libyaml and refused at the
-first event beyond MAX_DEPTH levels or MAX_NODES values, JSON is walked the same way, and
-decoding runs in a worker thread with a deadline, at most DECODE_SLOTS at once (`Decoder`),
-so that no document holds the event loop.
-
-YAML anchors and aliases are refused: a few hundred bytes of nested aliases expand into an
-exponentially large document during validation (the "billion laughs"), and a Rollout
-manifest has no use for them.
+(within the body timeout), `canaryd.api.documents.parse` refuses a document at the first
+event past its depth and size bounds, and decoding runs off the loop with a deadline, at
+most DECODE_SLOTS at once (`Decoder`), so that no document holds the event loop: a
+document of up to `process_above` bytes (a manifest is 1-3 KB) in a thread, a larger one
+in a worker process (`canaryd.api.workers`), since a thread still holds the interpreter
+lock, and the loop with it, for most of the tens of milliseconds a 240 KB YAML takes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
-import yaml
 from aiohttp import web
 
+from canaryd.api import documents
+from canaryd.api.documents import Refused
 from canaryd.api.problems import FieldError, Problem
+from canaryd.api.workers import WorkerLost, Workers, WorkerTimeout
 
 MAX_BODY = 256 * 1024
-MAX_DEPTH = 24  # a Rollout manifest nests 6 levels deep; its status, 5
-MAX_NODES = 10_000  # values (keys, scalars, collections); a manifest has a few hundred
 DECODE_SLOTS = 2  # documents decoded at once, per process
 DECODE_DEADLINE = 2.0  # seconds; bounded work finishes in milliseconds
-JSON_TYPES = frozenset({"application/json"})
-# aiohttp reports a missing Content-Type as application/octet-stream: parse it as YAML, which
-# also reads JSON.
-YAML_TYPES = frozenset({
-    "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain",
-    "application/octet-stream",
-})
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
-_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+PROCESS_ABOVE = 16 * 1024  # bytes: larger documents decode in a worker process
 
 
 def too_large(limit: int) -> Problem:
@@ -45,107 +32,32 @@ def too_large(limit: int) -> Problem:
                    f"the request body exceeds the limit of {limit} bytes")
 
 
-def _malformed(detail: str) -> Problem:
-    return Problem(400, "Malformed request body", detail)
-
-
-def _too_deep() -> Problem:
-    return _malformed(f"the document nests deeper than {MAX_DEPTH} levels")
-
-
-def _too_many() -> Problem:
-    return Problem(413, "Request body too large",
-                   f"the document holds more than {MAX_NODES} values")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _scan_yaml(text: str) -> None:
-    """Refuse, at the first offending event, aliases, anchors, depth and size."""
-    depth = nodes = 0
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _malformed("YAML anchors and aliases are not accepted")
-        if isinstance(event, _OPEN):
-            depth += 1
-            nodes += 1
-            if depth > MAX_DEPTH:
-                raise _too_deep()
-        elif isinstance(event, _CLOSE):
-            depth -= 1
-        elif isinstance(event, yaml.ScalarEvent):
-            nodes += 1
-        if nodes > MAX_NODES:
-            raise _too_many()
-
-
-def _walk_json(doc: Any) -> None:
-    """The same bounds for a decoded JSON document (iterative; stops at the first excess)."""
-    stack = [(doc, 1)]
-    nodes = 0
-    while stack:
-        value, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            raise _too_many()
-        if isinstance(value, dict | list):
-            if depth > MAX_DEPTH:
-                raise _too_deep()
-            items = value.values() if isinstance(value, dict) else value
-            nodes += len(value) if isinstance(value, dict) else 0  # the keys
-            stack.extend((item, depth + 1) for item in items)
+def _problem(refused: Refused) -> Problem:
+    errors = () if refused.member is None else (
+        FieldError(detail=refused.member[1], pointer=refused.member[0]),)
+    return Problem(refused.status, refused.title, refused.detail, errors=errors)
 
 
 def parse(raw: bytes, content_type: str) -> dict[str, Any]:
-    """Parse a request document; `content_type` without parameters, "" when absent.
-    Synchronous and bounded; `decode` runs it off the event loop."""
+    """`documents.parse`, refusals as Problems (synchronous; `Decoder` runs it off the loop)."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _malformed("the body is not UTF-8 text") from None
-    if content_type in JSON_TYPES or content_type.endswith("+json"):
-        try:
-            doc = json.loads(text, parse_constant=_reject_constant)
-        except RecursionError:
-            raise _too_deep() from None
-        except ValueError as exc:
-            raise _malformed(f"not valid JSON: {exc}") from None
-        _walk_json(doc)
-    elif content_type in YAML_TYPES:
-        try:
-            _scan_yaml(text)
-            docs = list(yaml.load_all(text, Loader=_Loader))
-        except yaml.YAMLError as exc:
-            if "maximum nesting depth" in str(exc):  # libyaml's own bound (1000 levels)
-                raise _too_deep() from None
-            raise _malformed(f"not valid YAML: {str(exc)[:500]}") from None
-        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-            # A scalar the YAML resolver mis-reads: a 2001-13-45 "date", a 5,000-digit int.
-            raise _malformed(f"not valid YAML: {type(exc).__name__}: {str(exc)[:200]}") \
-                from None
-        docs = [d for d in docs if d is not None]
-        if len(docs) != 1:
-            raise _malformed(f"expected exactly one YAML document, got {len(docs)}")
-        doc = docs[0]
-    else:
-        raise Problem(415, "Unsupported media type",
-                      "send the manifest as application/json or application/yaml")
-    if not isinstance(doc, dict):
-        raise Problem(422, "Invalid rollout", "the manifest must be a mapping (a JSON object)",
-                      errors=[FieldError(detail="must be an object", pointer="")])
-    return doc
+        return documents.parse(raw, content_type)
+    except Refused as refused:
+        raise _problem(refused) from None
 
 
 class Decoder:
-    """Runs `parse` in worker threads: at most `slots` at once, `queue` more waiting (503
-    beyond), each within DECODE_DEADLINE (413 after). A slot is freed when its thread is
+    """Runs `parse` off the loop: at most `slots` at once, `queue` more waiting (503
+    beyond), each within DECODE_DEADLINE (413 after). Documents larger than `process_above`
+    bytes go to worker processes, smaller ones to threads. A slot is freed when its work is
     done, not when its request stopped waiting: the bound holds for the work itself."""
 
-    def __init__(self, slots: int = DECODE_SLOTS, queue: int = 64) -> None:
+    def __init__(self, slots: int = DECODE_SLOTS, queue: int = 64,
+                 process_above: int = PROCESS_ABOVE) -> None:
         self._slots = asyncio.Semaphore(slots)
         self._queue = queue
+        self.process_above = process_above
+        self.workers = Workers(slots, documents.__name__, documents.load_answer)
         self.waiting = 0
 
     async def __call__(self, raw: bytes, content_type: str) -> dict[str, Any]:
@@ -159,6 +71,33 @@ class Decoder:
             raise _busy() from None
         finally:
             self.waiting -= 1
+        if len(raw) > self.process_above:
+            return await self._in_process(raw, content_type)
+        return await self._in_thread(raw, content_type)
+
+    async def _in_process(self, raw: bytes, content_type: str) -> dict[str, Any]:
+        # Its own task, shielded: a client that goes away does not cut the exchange with the
+        # worker short (which would cost a new worker process); the slot is held until the
+        # worker has answered, as for a thread.
+        try:
+            work = asyncio.ensure_future(
+                self.workers.call(content_type, raw, deadline=DECODE_DEADLINE))
+        except BaseException:
+            self._slots.release()
+            raise
+        work.add_done_callback(lambda _: self._slots.release())
+        try:
+            ok, value = await asyncio.shield(work)
+        except WorkerTimeout:
+            raise _too_slow() from None
+        except WorkerLost:
+            raise _busy() from None
+        if not ok:
+            raise _problem(Refused(*value))
+        doc: dict[str, Any] = value
+        return doc
+
+    async def _in_thread(self, raw: bytes, content_type: str) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         try:
             work = loop.run_in_executor(None, parse, raw, content_type)
@@ -169,8 +108,15 @@ class Decoder:
         try:
             return await asyncio.wait_for(asyncio.shield(work), DECODE_DEADLINE)
         except TimeoutError:
-            raise Problem(413, "Request body too large",
-                          f"the document did not decode within {DECODE_DEADLINE:g}s") from None
+            raise _too_slow() from None
+
+    async def aclose(self) -> None:
+        await self.workers.aclose()
+
+
+def _too_slow() -> Problem:
+    return Problem(413, "Request body too large",
+                   f"the document did not decode within {DECODE_DEADLINE:g}s")
 
 
 def _busy() -> Problem:

@@ -36,7 +36,7 @@ from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from canaryd.api.body import Decoder
+from canaryd.api.body import PROCESS_ABOVE, Decoder
 from canaryd.api.problems import CONTENT_TYPE, FieldError, Problem
 
 log = structlog.get_logger("canaryd.access")
@@ -51,6 +51,7 @@ class HttpLimits:
     max_connections: int = 1024  # open at once; beyond: 503
     max_streams: int = 512  # open event streams, in total
     max_streams_per_token: int = 32  # open event streams per token
+    decode_process_above: int = PROCESS_ABOVE  # bytes: larger bodies decode in a process
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HttpLimits:
@@ -226,7 +227,7 @@ class Guard:
         self.refused = 0
         self.timeouts = 0
         self.streams: Counter[str] = Counter()
-        self.decode = Decoder()
+        self.decode = Decoder(process_above=limits.decode_process_above)
 
     def protocol(self, server: web.Server, loop: asyncio.AbstractEventLoop,
                  ) -> asyncio.BaseProtocol:
