@@ -260,7 +260,8 @@ class Reconciler:
                 self.metrics.of_rollout(self.metrics.weight, w.ref.namespace,
                                         w.ref.name).set(seen.canary)
             except (RouterError, ReleaseError, KubeError) as exc:
-                bound.warning("weights not set; will retry", error=str(exc)[:300])
+                bound.warning("action not done; will retry", action=type(action).__name__,
+                              error=str(exc)[:300])
                 self.metrics.kube_errors.labels(operation="set_weights").inc()
                 requeue, failed = 1.0, True
         if decision.clear_action and not failed:

@@ -40,6 +40,31 @@ async def test_fail_next_counts_down(api: client.ApiClient, server: ApiServer) -
     await core.create_namespaced_config_map("default", {"metadata": {"name": "c"}})
 
 
+async def test_fail_next_by_name_and_subresource_until_stopped(
+    api: client.ApiClient, server: ApiServer,
+) -> None:
+    apps = client.AppsV1Api(api)
+    for name in ("held", "free"):
+        await apps.create_namespaced_deployment("default", {
+            "metadata": {"name": name}, "spec": {
+                "replicas": 1, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}},
+                             "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    server.faults.fail_next(10**6, 422, verb="patch", resource="deployments",
+                            subresource="scale", name="held")
+    scale = {"spec": {"replicas": 0}}
+    for _ in range(3):
+        with pytest.raises(ApiException) as err:
+            await apps.patch_namespaced_deployment_scale("held", "default", scale)
+        assert err.value.status == 422
+    # The object itself, and another one's scale, are not held.
+    await apps.patch_namespaced_deployment("held", "default", {"metadata": {"labels": {"x": "1"}}})
+    await apps.patch_namespaced_deployment_scale("free", "default", scale)
+    assert server.faults.stop_failing(verb="patch", resource="deployments",
+                                      subresource="scale", name="held") == 1
+    await apps.patch_namespaced_deployment_scale("held", "default", scale)
+
+
 async def test_latency(api: client.ApiClient, server: ApiServer) -> None:
     core = client.CoreV1Api(api)
     server.faults.set_latency(0.3, verb="get")

@@ -1,21 +1,31 @@
-"""SIGKILL of the daemon at two of a release's boundaries (the emulator's Deployments take 4 s
-to roll out here): while the canary rolls out the new image (Pending), and after the analysed
-pod template went onto stable, while stable rolls out (Promoting). Each restarted daemon
-converges: the canary's and stable's specs each written once, every transition once, all
-traffic back on stable, the canary at zero."""
+"""SIGKILL of `canaryd serve` at each of a release's boundaries, then a new daemon:
+- while the canary rolls out the new image (Pending), and after the analysed pod template went
+  onto stable, while stable rolls out (Promoting; the emulator's Deployments take 4 s to roll
+  out there);
+- during the shift back to stable (100/0 recorded, the router not yet written) and during the
+  canary's scale-down (traffic verified on stable, the canary not yet at zero), after a
+  promotion and after a rollback, on the emulator and the real kube-apiserver.
+Each restarted daemon converges to the steady state: 100/0 on the router, stable running the
+promoted (or, after a rollback, the previous) version and available, the canary at zero, a
+terminal phase with the right verdict; every transition once, each Deployment's spec and each
+weight written once."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import config
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from canaryd.sandbox.runner import Sandbox
-from tests.e2e.support import TERMINAL, Kube, eventually, rollout_manifest
+from tests.e2e.support import NS, TERMINAL, Kube, eventually, rollout_manifest
 from tests.e2e.test_canary_restart import spawn
 
 pytestmark = pytest.mark.prometheus
@@ -97,4 +107,317 @@ async def test_sigkill_while_stable_rolls_out_then_restart_converges(
         proc.kill()
         proc.wait(timeout=10)
         logfile.close()
+        await api.close()
+
+
+# ---------------------------------------------------------------- the end of a release
+# The shift back to stable and the canary's scale-down, after a promotion and after a
+# rollback, on both API servers. Each boundary is held open by refusing the one write
+# canaryd needs next (the emulator's fault injection; on the real kube-apiserver a
+# ValidatingAdmissionPolicy), so the kill lands exactly between the recorded intent and the
+# world catching up: the status says where the release is, the object still says otherwise.
+
+KUBE_BACKENDS = ("emulator", "real")
+MERGE = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Write:
+    """One write canaryd makes at a boundary, and the same write as a dry run (the probe:
+    refused once the hold is enforced, accepted again once it is lifted)."""
+
+    group: str
+    resource: str  # as RBAC and admission name it, with its subresource
+    name: str
+    probe: Callable[[Kube], Awaitable[object]]
+    action: str  # the action canaryd logs as not done while the write is refused
+
+
+ROUTER = Write("networking.istio.io", "virtualservices", "podinfo", lambda k: (
+    k.custom.patch_namespaced_custom_object(
+        "networking.istio.io", "v1", NS, "virtualservices", "podinfo",
+        {"metadata": {"annotations": {"test/probe": "1"}}}, dry_run="All",
+        _content_type=MERGE)), "SetWeights")
+CANARY_SCALE = Write("apps", "deployments/scale", "podinfo-canary", lambda k: (
+    k.apps.patch_namespaced_deployment_scale(
+        "podinfo-canary", NS, {"spec": {"replicas": 0}}, dry_run="All")), "ScaleDown")
+
+
+async def refused(kube: Kube, write: Write) -> bool:
+    try:
+        await write.probe(kube)
+    except ApiException as exc:
+        return exc.status == 422
+    return False
+
+
+class Release:
+    """The sandbox, a `canaryd serve` process at a time (SIGKILLed at boundaries), the holds."""
+
+    def __init__(self, sandbox: Sandbox, kube: Kube, api: Any, log: Path) -> None:
+        self.sandbox, self.kube, self.api, self.log = sandbox, kube, api, log
+        self.logfile = log.open("ab")
+        self.proc = spawn(sandbox, self.logfile)
+        self.log_from = 0  # what the running daemon wrote starts here
+        self.restarts: list[float] = []  # when each new daemon was started
+        self.seen: list[float] = []  # when each boundary was seen (and the daemon killed)
+
+    @staticmethod
+    def fault(write: Write) -> dict[str, str]:
+        resource, _, subresource = write.resource.partition("/")
+        return {"verb": "patch", "resource": resource, "subresource": subresource,
+                "name": write.name}
+
+    async def hold(self, write: Write) -> None:
+        server = self.sandbox.api_server
+        if server is not None:
+            server.faults.fail_next(10**6, 422, **self.fault(write))
+        else:
+            adm = client.AdmissionregistrationV1Api(self.api)
+            name = f"hold-{write.name}-{write.resource.replace('/', '-')}"
+            await adm.create_validating_admission_policy({
+                "metadata": {"name": name},
+                "spec": {"failurePolicy": "Fail",
+                         "matchConstraints": {"resourceRules": [{
+                             "apiGroups": [write.group], "apiVersions": ["*"],
+                             "operations": ["UPDATE"], "resources": [write.resource],
+                             "resourceNames": [write.name]}]},
+                         "validations": [{"expression": "false",
+                                          "message": "held by the test", "reason": "Invalid"}]},
+            })
+            await adm.create_validating_admission_policy_binding({
+                "metadata": {"name": name},
+                "spec": {"policyName": name, "validationActions": ["Deny"]}})
+        await eventually(lambda: refused(self.kube, write), timeout=30,
+                         what=f"writes to {write.resource} {write.name} refused")
+
+    async def lift(self, write: Write) -> None:
+        server = self.sandbox.api_server
+        if server is not None:
+            server.faults.stop_failing(**self.fault(write))
+        else:
+            adm = client.AdmissionregistrationV1Api(self.api)
+            name = f"hold-{write.name}-{write.resource.replace('/', '-')}"
+            await adm.delete_validating_admission_policy_binding(name)
+            await adm.delete_validating_admission_policy(name)
+
+        async def accepted() -> bool:
+            return not await refused(self.kube, write)
+
+        await eventually(accepted, timeout=30, what=f"writes to {write.resource} accepted")
+
+    def refusals(self, write: Write) -> int:
+        """How often the running daemon logged `write` refused (and going to retry)."""
+        lines = self.log.read_bytes()[self.log_from:].splitlines()
+        return sum(1 for line in lines
+                   if b"will retry" in line and f'"{write.action}"'.encode() in line)
+
+    async def kill_at(self, what: str, write: Write,
+                      boundary: Callable[[dict[str, Any]], Awaitable[bool]]) -> dict[str, Any]:
+        """Wait until the Rollout and the objects show `boundary` and the daemon has had
+        `write` refused, SIGKILL it, and return the status it left."""
+        seen: dict[str, Any] = {}
+
+        async def there() -> dict[str, Any] | None:
+            status = await self.kube.status("podinfo-v2")
+            seen.update(status=status, router=await self.kube.vs_weights(),
+                        refusals=self.refusals(write))
+            if await boundary(status) and seen["refusals"] >= 1:
+                return status
+            return None
+
+        try:
+            await eventually(there, timeout=120, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last seen: {seen}") from None
+        self.seen.append(time.monotonic())
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        return await self.kube.status("podinfo-v2")
+
+    def restart(self) -> None:
+        self.logfile.flush()
+        self.log_from = self.log.stat().st_size
+        self.proc = spawn(self.sandbox, self.logfile)
+        self.restarts.append(time.monotonic())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.logfile.close()
+
+
+@dataclass(frozen=True)
+class Before:
+    stable_generation: int
+    canary_generation: int
+    router_generation: int
+    stable_images: list[str]
+
+
+async def before(kube: Kube) -> Before:
+    stable = await kube.apps.read_namespaced_deployment("podinfo-stable", NS)
+    canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
+    vs = await kube.custom.get_namespaced_custom_object(
+        "networking.istio.io", "v1", NS, "virtualservices", "podinfo")
+    return Before(stable.metadata.generation, canary.metadata.generation,
+                  vs["metadata"]["generation"],
+                  [c.image for c in stable.spec.template.spec.containers])
+
+
+async def steady(kube: Kube, was: Before, *, stable_images: list[str], stable_writes: int,
+                 router_writes: int, canary_writes: int = 2) -> None:
+    """The steady state a release ends in, each write done once: 100/0 on the router,
+    stable running `stable_images` and available, the canary at zero replicas."""
+    assert await kube.vs_weights() == {"stable": 100, "canary": 0}
+    vs = await kube.custom.get_namespaced_custom_object(
+        "networking.istio.io", "v1", NS, "virtualservices", "podinfo")
+    assert vs["metadata"]["generation"] == was.router_generation + router_writes, (
+        "a weight written twice")
+    stable = await kube.apps.read_namespaced_deployment("podinfo-stable", NS)
+    assert [c.image for c in stable.spec.template.spec.containers] == stable_images
+    assert stable.metadata.generation == was.stable_generation + stable_writes
+    assert stable.spec.template.metadata.labels["track"] == "stable"
+    canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
+    assert canary.spec.replicas == 0
+    # The image and replicas in one write at the start, the scale-down at the end.
+    assert canary.metadata.generation == was.canary_generation + canary_writes
+
+    async def stable_available() -> bool:
+        s = await kube.apps.read_namespaced_deployment("podinfo-stable", NS)
+        return bool(s.status.available_replicas == s.spec.replicas
+                    and s.status.updated_replicas == s.spec.replicas
+                    and s.status.observed_generation == s.metadata.generation)
+
+    await eventually(stable_available, timeout=30, what="stable available")
+
+
+def backend(sandbox: Sandbox) -> str:
+    return "emulator" if sandbox.api_server is not None else "real kube-apiserver"
+
+
+def pair(weights: dict[str, int] | None) -> tuple[int, int] | None:
+    return (weights["stable"], weights["canary"]) if weights else None
+
+
+async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_promotion(
+    sandbox: Sandbox, tmp_path: Path,
+) -> None:
+    api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    kube = Kube(api)
+    run = Release(sandbox, kube, api, tmp_path / "daemon.log")
+    try:
+        was = await before(kube)
+        plan = {"steps": [{"weight": 20}, {"weight": 50, "pause": "8s"}]}
+        await kube.create_rollout(rollout_manifest(version=IMAGE, plan=plan))
+
+        async def at_step_2() -> bool:
+            return await kube.vs_weights() == {"stable": 50, "canary": 50}
+
+        await eventually(at_step_2, timeout=60, what="step 2's weights")
+        await run.hold(ROUTER)
+        await run.hold(CANARY_SCALE)
+
+        async def shifting_back(s: dict[str, Any]) -> bool:
+            return (s.get("phase") == "Promoting"
+                    and (s.get("release") or {}).get("stage") == "TrafficToStable"
+                    and pair(s.get("weights")) == (100, 0)
+                    and await kube.vs_weights() == {"stable": 50, "canary": 50})
+
+        left = await run.kill_at("the shift back to stable recorded, refused", ROUTER,
+                                 shifting_back)
+        assert await shifting_back(left), left
+        await run.lift(ROUTER)
+        run.restart()
+
+        async def scaling_down(s: dict[str, Any]) -> bool:
+            canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
+            return (s.get("phase") == "Promoting"
+                    and (s.get("release") or {}).get("stage") == "CanaryScaleDown"
+                    and await kube.vs_weights() == {"stable": 100, "canary": 0}
+                    and (canary.spec.replicas or 0) > 0)
+
+        left = await run.kill_at("the canary's scale-down recorded, refused", CANARY_SCALE,
+                                 scaling_down)
+        assert await scaling_down(left), left
+        await run.lift(CANARY_SCALE)
+        run.restart()
+        status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
+        done = time.monotonic()
+        assert status["phase"] == "Succeeded", status["reason"]
+        assert [h["trigger"] for h in status["history"]] == [
+            "CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated", "TrafficConfirmed"]
+        assert [h["weights"]["canary"] for h in status["history"]] == [20, 50, 50, 0, 0]
+        assert status["release"]["stage"] == "Done"
+        await steady(kube, was, stable_images=[IMAGE], stable_writes=1, router_writes=3)
+        print(f"promotion, {backend(sandbox)}: restart at the shift back -> traffic on stable "
+              f"and the scale-down asked for {run.seen[1] - run.restarts[0]:.1f}s; restart at "
+              f"the scale-down -> Succeeded {done - run.restarts[1]:.1f}s")
+    finally:
+        run.close()
+        await api.close()
+
+
+async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_rollback(
+    sandbox: Sandbox, tmp_path: Path,
+) -> None:
+    api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    kube = Kube(api)
+    run = Release(sandbox, kube, api, tmp_path / "daemon.log")
+    try:
+        was = await before(kube)
+        # One step held long: analysis passes until the canary turns faulty below.
+        plan = {"steps": [{"weight": 20, "pause": "10m"}]}
+        await kube.create_rollout(rollout_manifest(version=IMAGE, plan=plan))
+
+        async def at_step_1() -> bool:
+            return await kube.vs_weights() == {"stable": 80, "canary": 20}
+
+        await eventually(at_step_1, timeout=60, what="step 1's weights")
+        await run.hold(ROUTER)
+        # 20% errors (the emulator's hold on patches of Deployments comes after this one).
+        await kube.annotate_deployment("podinfo-canary",
+                                       **{"sandbox.canaryd.io/error-ratio": "0.2"})
+        await run.hold(CANARY_SCALE)
+
+        async def shifting_back(s: dict[str, Any]) -> bool:
+            return (s.get("phase") == "RollingBack" and pair(s.get("weights")) == (100, 0)
+                    and await kube.vs_weights() == {"stable": 80, "canary": 20})
+
+        left = await run.kill_at("the rollback's shift to stable recorded, refused", ROUTER,
+                                 shifting_back)
+        assert await shifting_back(left), left
+        await run.lift(ROUTER)
+        run.restart()
+
+        async def scaling_down(s: dict[str, Any]) -> bool:
+            canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
+            return (s.get("phase") == "RollingBack"
+                    and (s.get("release") or {}).get("stage") == "CanaryScaleDown"
+                    and await kube.vs_weights() == {"stable": 100, "canary": 0}
+                    and (canary.spec.replicas or 0) > 0)
+
+        left = await run.kill_at("the rollback's scale-down recorded, refused", CANARY_SCALE,
+                                 scaling_down)
+        assert await scaling_down(left), left
+        await run.lift(CANARY_SCALE)
+        run.restart()
+        status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
+        done = time.monotonic()
+        assert status["phase"] == "RolledBack", status["reason"]
+        assert [h["trigger"] for h in status["history"]] == [
+            "CanaryReady", "AnalysisFailed", "TrafficConfirmed"]
+        assert [h["weights"]["canary"] for h in status["history"]] == [20, 0, 0]
+        assert "traffic verified back on stable" in status["reason"]
+        assert status["release"]["stage"] == "Done"
+        # A rollback never touches stable.
+        # (the canary: the test's annotation too; a Deployment's annotations bump its
+        # generation, as they are copied to its ReplicaSets)
+        await steady(kube, was, stable_images=was.stable_images, stable_writes=0,
+                     router_writes=2, canary_writes=3)
+        print(f"rollback, {backend(sandbox)}: restart at the shift back -> traffic on stable "
+              f"and the scale-down asked for {run.seen[1] - run.restarts[0]:.1f}s; restart at "
+              f"the scale-down -> RolledBack {done - run.restarts[1]:.1f}s")
+    finally:
+        run.close()
         await api.close()

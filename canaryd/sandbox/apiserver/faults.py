@@ -39,6 +39,8 @@ class _Failure:
     verb: str | None
     resource: str | None
     retry_after: int | None
+    subresource: str | None = None  # None: any; "": the object itself
+    name: str | None = None
 
 
 @dataclass
@@ -62,10 +64,24 @@ class Faults:
     _dropper: Callable[[], int] = field(default=lambda: 0)
 
     def fail_next(self, count: int, status: int, *, verb: str | None = None,
-                  resource: str | None = None, retry_after: int | None = None) -> None:
+                  resource: str | None = None, retry_after: int | None = None,
+                  subresource: str | None = None, name: str | None = None) -> None:
+        """Fail the next `count` matching requests (None matches anything; subresource ""
+        only requests on the object itself, not on its status or scale)."""
         if verb is not None and verb not in VERBS:
             raise ValueError(f"unknown verb {verb!r}; expected one of {VERBS}")
-        self._failures.append(_Failure(count, status, verb, resource, retry_after))
+        self._failures.append(_Failure(count, status, verb, resource, retry_after,
+                                       subresource, name))
+
+    def stop_failing(self, *, verb: str | None = None, resource: str | None = None,
+                     subresource: str | None = None, name: str | None = None) -> int:
+        """Forget the failures injected for exactly this verb, resource, subresource and
+        name; how many there were."""
+        key = (verb, resource, subresource, name)
+        kept = [f for f in self._failures if (f.verb, f.resource, f.subresource, f.name) != key]
+        dropped = len(self._failures) - len(kept)
+        self._failures[:] = kept
+        return dropped
 
     def set_latency(self, seconds: float, *, verb: str | None = None,
                     resource: str | None = None) -> None:
@@ -88,10 +104,12 @@ class Faults:
             if _matches(lat.verb, lat.resource, verb, resource)
         )
 
-    def failure_for(self, verb: str, resource: str) -> ApiError | None:
+    def failure_for(self, verb: str, resource: str, subresource: str = "",
+                    name: str = "") -> ApiError | None:
         """Consume one matching injected failure, if any."""
         for f in self._failures:
-            if f.remaining > 0 and _matches(f.verb, f.resource, verb, resource):
+            if (f.remaining > 0 and _matches(f.verb, f.resource, verb, resource)
+                    and f.subresource in (None, subresource) and f.name in (None, name)):
                 f.remaining -= 1
                 if f.remaining == 0:
                     self._failures.remove(f)

@@ -115,7 +115,8 @@ class Api:
             delay = self.faults.latency_for(verb, target.rdef.plural)
             if delay > 0:
                 await asyncio.sleep(delay)
-            failure = self.faults.failure_for(verb, target.rdef.plural)
+            failure = self.faults.failure_for(verb, target.rdef.plural,
+                                              target.subresource or "", target.name or "")
             if failure is not None:
                 raise failure
             resp = await self.dispatch(request, target, verb)

@@ -132,7 +132,8 @@ class ApiServer:
                 f = body["fail_next"]
                 self.faults.fail_next(int(f["count"]), int(f["status"]), verb=f.get("verb"),
                                       resource=f.get("resource"),
-                                      retry_after=f.get("retry_after"))
+                                      retry_after=f.get("retry_after"),
+                                      subresource=f.get("subresource"), name=f.get("name"))
             if "latency" in body:
                 lat = body["latency"]
                 self.faults.set_latency(float(lat["seconds"]), verb=lat.get("verb"),
