@@ -138,6 +138,14 @@ ROUTER = Write("networking.istio.io", "virtualservices", "podinfo", lambda k: (
         "networking.istio.io", "v1", NS, "virtualservices", "podinfo",
         {"metadata": {"annotations": {"test/probe": "1"}}}, dry_run="All",
         _content_type=MERGE)), "SetWeights")
+STABLE_TEMPLATE = Write("apps", "deployments", "podinfo-stable", lambda k: (
+    k.apps.patch_namespaced_deployment(
+        "podinfo-stable", NS, {"metadata": {"annotations": {"test/probe": "1"}}},
+        dry_run="All")), "CopyTemplate")
+CANARY_START = Write("apps", "deployments", "podinfo-canary", lambda k: (
+    k.apps.patch_namespaced_deployment(
+        "podinfo-canary", NS, {"metadata": {"annotations": {"test/probe": "1"}}},
+        dry_run="All")), "PrepareCanary")
 CANARY_SCALE = Write("apps", "deployments/scale", "podinfo-canary", lambda k: (
     k.apps.patch_namespaced_deployment_scale(
         "podinfo-canary", NS, {"spec": {"replicas": 0}}, dry_run="All")), "ScaleDown")
@@ -161,6 +169,7 @@ class Release:
         self.log_from = 0  # what the running daemon wrote starts here
         self.restarts: list[float] = []  # when each new daemon was started
         self.seen: list[float] = []  # when each boundary was seen (and the daemon killed)
+        self.figures: list[str] = []
 
     @staticmethod
     def fault(write: Write) -> dict[str, str]:
@@ -231,6 +240,8 @@ class Release:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last seen: {seen}") from None
         self.seen.append(time.monotonic())
+        if self.restarts:
+            self.figures.append(f"restart -> {what}: {self.seen[-1] - self.restarts[-1]:.1f}s")
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         return await self.kube.status("podinfo-v2")
@@ -240,6 +251,15 @@ class Release:
         self.log_from = self.log.stat().st_size
         self.proc = spawn(self.sandbox, self.logfile)
         self.restarts.append(time.monotonic())
+
+    async def end(self, verdict: str) -> dict[str, Any]:
+        """The terminal status the last daemon reaches, and how long it took."""
+        status = await self.kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
+        self.figures.append(f"restart -> {status['phase']}: "
+                            f"{time.monotonic() - self.restarts[-1]:.1f}s")
+        print(f"{verdict}, {backend(self.sandbox)}: " + "; ".join(self.figures))
+        assert status["phase"] == verdict, status["reason"]
+        return status
 
     def close(self) -> None:
         self.proc.kill()
@@ -300,7 +320,7 @@ def pair(weights: dict[str, int] | None) -> tuple[int, int] | None:
     return (weights["stable"], weights["canary"]) if weights else None
 
 
-async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_promotion(
+async def test_sigkill_during_the_template_copy_the_shift_back_and_the_scale_down_of_a_promotion(
     sandbox: Sandbox, tmp_path: Path,
 ) -> None:
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
@@ -315,8 +335,21 @@ async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_promotio
             return await kube.vs_weights() == {"stable": 50, "canary": 50}
 
         await eventually(at_step_2, timeout=60, what="step 2's weights")
-        await run.hold(ROUTER)
-        await run.hold(CANARY_SCALE)
+        for write in (STABLE_TEMPLATE, ROUTER, CANARY_SCALE):
+            await run.hold(write)
+
+        async def copying(s: dict[str, Any]) -> bool:
+            stable = await kube.apps.read_namespaced_deployment("podinfo-stable", NS)
+            return (s.get("phase") == "Promoting"
+                    and (s.get("release") or {}).get("stage") == "StableUpdate"
+                    and stable.metadata.generation == was.stable_generation
+                    and await kube.vs_weights() == {"stable": 50, "canary": 50})
+
+        left = await run.kill_at("the template copy to stable recorded, refused",
+                                 STABLE_TEMPLATE, copying)
+        assert await copying(left), left
+        await run.lift(STABLE_TEMPLATE)
+        run.restart()
 
         async def shifting_back(s: dict[str, Any]) -> bool:
             return (s.get("phase") == "Promoting"
@@ -342,23 +375,18 @@ async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_promotio
         assert await scaling_down(left), left
         await run.lift(CANARY_SCALE)
         run.restart()
-        status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
-        done = time.monotonic()
-        assert status["phase"] == "Succeeded", status["reason"]
+        status = await run.end("Succeeded")
         assert [h["trigger"] for h in status["history"]] == [
             "CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated", "TrafficConfirmed"]
         assert [h["weights"]["canary"] for h in status["history"]] == [20, 50, 50, 0, 0]
         assert status["release"]["stage"] == "Done"
         await steady(kube, was, stable_images=[IMAGE], stable_writes=1, router_writes=3)
-        print(f"promotion, {backend(sandbox)}: restart at the shift back -> traffic on stable "
-              f"and the scale-down asked for {run.seen[1] - run.restarts[0]:.1f}s; restart at "
-              f"the scale-down -> Succeeded {done - run.restarts[1]:.1f}s")
     finally:
         run.close()
         await api.close()
 
 
-async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_rollback(
+async def test_sigkill_during_the_canary_start_the_shift_back_and_the_scale_down_of_a_rollback(
     sandbox: Sandbox, tmp_path: Path,
 ) -> None:
     api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
@@ -368,7 +396,21 @@ async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_rollback
         was = await before(kube)
         # One step held long: analysis passes until the canary turns faulty below.
         plan = {"steps": [{"weight": 20, "pause": "10m"}]}
+        await run.hold(CANARY_START)
         await kube.create_rollout(rollout_manifest(version=IMAGE, plan=plan))
+
+        async def starting(s: dict[str, Any]) -> bool:
+            canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
+            return (s.get("phase") == "Pending"
+                    and (s.get("release") or {}).get("stage") == "CanaryStart"
+                    and canary.metadata.generation == was.canary_generation
+                    and await kube.vs_weights() == {"stable": 100, "canary": 0})
+
+        left = await run.kill_at("the canary's start recorded, refused", CANARY_START,
+                                 starting)
+        assert await starting(left), left
+        await run.lift(CANARY_START)
+        run.restart()
 
         async def at_step_1() -> bool:
             return await kube.vs_weights() == {"stable": 80, "canary": 20}
@@ -402,9 +444,7 @@ async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_rollback
         assert await scaling_down(left), left
         await run.lift(CANARY_SCALE)
         run.restart()
-        status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=60)
-        done = time.monotonic()
-        assert status["phase"] == "RolledBack", status["reason"]
+        status = await run.end("RolledBack")
         assert [h["trigger"] for h in status["history"]] == [
             "CanaryReady", "AnalysisFailed", "TrafficConfirmed"]
         assert [h["weights"]["canary"] for h in status["history"]] == [20, 0, 0]
@@ -415,9 +455,6 @@ async def test_sigkill_during_the_shift_back_and_the_scale_down_after_a_rollback
         # generation, as they are copied to its ReplicaSets)
         await steady(kube, was, stable_images=was.stable_images, stable_writes=0,
                      router_writes=2, canary_writes=3)
-        print(f"rollback, {backend(sandbox)}: restart at the shift back -> traffic on stable "
-              f"and the scale-down asked for {run.seen[1] - run.restarts[0]:.1f}s; restart at "
-              f"the scale-down -> RolledBack {done - run.restarts[1]:.1f}s")
     finally:
         run.close()
         await api.close()
