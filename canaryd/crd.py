@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from canaryd.core import model
+from canaryd.core import model, policy
 
 # Not fields of apiextensions JSONSchemaProps (a real API server refuses them).
 _DROP = {"title", "default", "propertyNames"}
@@ -70,8 +71,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def spec_schema() -> dict[str, Any]:
-    raw = model.RolloutSpec.model_json_schema(by_alias=True, mode="validation")
+def spec_schema(of: type[BaseModel] = model.RolloutSpec) -> dict[str, Any]:
+    raw = of.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     schema: dict[str, Any] = _structural(raw, defs)
     return schema
@@ -139,10 +140,84 @@ def rollout_crd() -> dict[str, Any]:
     }
 
 
+def policy_crd() -> dict[str, Any]:
+    """RolloutPolicy: a Rollout spec without a version, per GitOps target (docs/gitops.md)."""
+    printer = [
+        {"name": "Target", "type": "string", "jsonPath": ".spec.target",
+         "description": "the service its rollouts release"},
+        {"name": "Canary", "type": "string", "jsonPath": ".spec.workloads.canary",
+         "description": "the Deployment whose pod template changes start rollouts"},
+        {"name": "OnChange", "type": "string", "jsonPath": ".spec.onChange"},
+        {"name": "Last", "type": "string", "jsonPath": ".status.lastRollout",
+         "description": "the rollout it last started"},
+        {"name": "Version", "type": "string", "jsonPath": ".status.lastVersion",
+         "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{policy.POLICY_PLURAL}.{model.GROUP}"},
+        "spec": {
+            "group": model.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": policy.POLICY_KIND,
+                "plural": policy.POLICY_PLURAL,
+                "singular": "rolloutpolicy",
+                "shortNames": ["rop"],
+                "listKind": "RolloutPolicyList",
+                "categories": ["canaryd"],
+            },
+            "versions": [
+                {
+                    "name": model.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "Start a Rollout whenever the canary Deployment's "
+                            "pod template changes (GitOps): the spec of every rollout of "
+                            "this target, without a version.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(policy.PolicySpec),
+                                "status": {
+                                    "type": "object",
+                                    "description": "Written by canaryd only: the template "
+                                    "last acted on (observedTemplateHash), the rollout last "
+                                    "started (lastRollout, lastVersion), conditions Ready "
+                                    "and Waiting.",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated from canaryd.core.model by `python -m canaryd.crd`; do not edit.\n"
+
+
 def render() -> str:
-    header = "# Generated from canaryd.core.model by `python -m canaryd.crd`; do not edit.\n"
-    return header + yaml.safe_dump(rollout_crd(), sort_keys=False, width=100)
+    return HEADER + yaml.safe_dump(rollout_crd(), sort_keys=False, width=100)
+
+
+def render_policy() -> str:
+    return HEADER.replace("`python -m canaryd.crd`", "`python -m canaryd.crd policy`") + \
+        yaml.safe_dump(policy_crd(), sort_keys=False, width=100)
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+
+    print(render_policy() if sys.argv[1:] == ["policy"] else render(), end="")

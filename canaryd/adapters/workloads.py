@@ -167,8 +167,12 @@ class Releases:
 def plan_for(spec: Any) -> rel.ReleasePlan:
     """The release plan of a validated RolloutSpec."""
     w = spec.workloads
+    # Started by a RolloutPolicy for the template the canary runs: record it, set nothing
+    # (a newer change on the canary must never be overwritten by an older rollout).
+    image = rel.image_of(spec.version) if spec.template_hash is None else None
     return rel.ReleasePlan(
-        stable=w.stable, canary=w.canary, image=rel.image_of(spec.version),
+        stable=w.stable, canary=w.canary, image=image,
         container=w.container, replicas=w.replicas, max_replicas=w.max_replicas,
         keep_on_rollback=w.keep_on_rollback, copy_to_stable=spec.strategy == "canary",
+        template_hash=spec.template_hash,
     )

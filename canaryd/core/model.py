@@ -182,6 +182,11 @@ class RolloutSpec(Model):
     hooks: Hooks = Field(
         default_factory=list, description="calls at stages of the rollout (docs/hooks.md); "
         "they replace the profile's hooks of the same name")
+    template_hash: Annotated[str, Field(pattern=r"^[0-9a-f]{12}$")] | None = Field(
+        default=None, description="set by a RolloutPolicy (docs/gitops.md): the canary's pod "
+        "template this rollout was started for (canaryd's hash, selector labels left out); "
+        "canaryd then leaves the canary's image alone, and the rollout fails untouched if "
+        "the canary runs another template when it starts")
 
     @model_validator(mode="after")
     def _strategy_fits(self) -> RolloutSpec:

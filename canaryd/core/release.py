@@ -130,6 +130,7 @@ class ReleasePlan:
     max_replicas: int = 10
     keep_on_rollback: bool = False
     copy_to_stable: bool = True  # canary strategy; blue-green switches colours instead
+    template_hash: str | None = None  # started for this canary template (a RolloutPolicy)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,11 @@ def pending(b: Builder, plan: rel.ReleasePlan, ready_timeout: float, weights: We
         _say(b, f"starting the canary: {what}{plan.canary}, {want} replicas")
         b.wake_in(1.0)
         return None
+    if c.exists and c.rolled_out and plan.template_hash not in (None, c.template_hash):
+        abandon(b, f"the canary {plan.canary} no longer runs the pod template this rollout "
+                f"was started for ({plan.template_hash}, it runs {c.template_hash}): a newer "
+                "change takes over; routing not touched", P.FAILED)
+        return None
     if c.exists and c.rolled_out and c.available >= 1:
         to = _revision(c)
         _set(b, to=to, stage="Steps", detail=f"canary runs {rel.images_text(to.images)}")

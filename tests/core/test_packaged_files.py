@@ -50,3 +50,9 @@ def test_the_shipped_config_names_every_controller_setting_with_its_default() ->
         assert set(doc["controller"]) == set(wanted), where
         for key, default in wanted.items():
             assert getattr(shipped, to_snake(key)) == default, f"{where}: controller.{key}"
+
+
+def test_rollout_policy_crd_is_generated_from_the_models() -> None:
+    rendered = crd.render_policy()
+    for folder in (DATA / "crds", ROOT / "deploy" / "crds", ROOT / "deploy/helm/canaryd/crds"):
+        assert (folder / "canaryd-rolloutpolicy.yaml").read_text() == rendered, folder

@@ -176,7 +176,8 @@ def test_the_namespaced_variant_grants_the_same_calls_in_its_namespaces() -> Non
                 and d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     role = _rules(by_kind(docs, "Role", "canaryd"))
     cache = _rules(by_kind(docs, "ClusterRole", "canaryd-rollout-cache"))
-    assert cache == {("canaryd.io", "rollouts", "list"), ("canaryd.io", "rollouts", "watch")}
+    assert cache == {("canaryd.io", resource, verb) for resource in ("rollouts", "rolloutpolicies")
+                     for verb in ("list", "watch")}
     assert role | cache == cluster and not role & cache
 
 
@@ -189,3 +190,5 @@ def test_the_istio_example_enforces_strict_mtls_on_canaryd() -> None:
 
 def test_the_rollout_crd_uses_only_fields_the_api_server_knows() -> None:
     assert _problems(load_documents(ROLLOUT_CRD), skip_known=False) == []
+    policy = ROLLOUT_CRD.with_name("canaryd-rolloutpolicy.yaml")
+    assert _problems(load_documents(policy), skip_known=False) == []

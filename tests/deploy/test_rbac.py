@@ -27,8 +27,12 @@ UNUSED_BY_DESIGN = {
     ("", "secrets", "get"): "webhook hooks signed with a secretRef (canaryd/adapters/secrets.py, "
                             "tests/hooks); this run has no hooks",
     ("canaryd.io", "rollouts", "create"): "POST /api/v1/rollouts creates the Rollout "
-                                          "(canaryd/api/writer.py); this run submits with "
-                                          "a client of its own",
+                                          "(canaryd/api/writer.py), and so does a "
+                                          "RolloutPolicy (tests/api/test_gitops_train.py); "
+                                          "this run submits with a client of its own",
+    ("canaryd.io", "rolloutpolicies/status", "patch"): "what a RolloutPolicy last started "
+                                                       "(tests/api/test_gitops_train.py); "
+                                                       "this run has no policy",
     ("canaryd.io", "rollouts", "get"): "the HTTP API reads a rollout back after a submit",
     ("canaryd.io", "rollouts", "delete"): "retention: finished Rollouts past "
                                           "controller.keepFinished per target "

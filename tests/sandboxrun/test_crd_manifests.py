@@ -166,7 +166,8 @@ def test_deploy_copy_is_byte_identical(name: str) -> None:
 
 def test_kustomization_lists_every_crd_and_the_rollout_crd() -> None:
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted({*EXPECTED, "canaryd-rollout.yaml"})
+    assert sorted(kustomization["resources"]) == sorted(
+        {*EXPECTED, "canaryd-rollout.yaml", "canaryd-rolloutpolicy.yaml"})
 
 
 def test_crds_are_packaged_where_the_runner_reads_them() -> None:

@@ -60,6 +60,14 @@ on its own; `.hookSecrets` the webhook hooks' Secret reads.
 - apiGroups: ["canaryd.io"]
   resources: ["rollouts/status"]
   verbs: ["patch"]
+{{- if .cluster }}
+- apiGroups: ["canaryd.io"]
+  resources: ["rolloutpolicies"]
+  verbs: ["list", "watch"]
+{{- end }}
+- apiGroups: ["canaryd.io"]
+  resources: ["rolloutpolicies/status"]
+  verbs: ["patch"]
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices"]
   verbs: ["get", "patch"]

@@ -1,0 +1,303 @@
+"""RolloutPolicy: the standing object of a GitOps target. Pure.
+
+A policy is a Rollout spec without a version (router, workloads, plan or blueGreen, analysis,
+hooks, validated by the same model) plus `onChange`. canaryd looks at the policy's canary
+Deployment: when its pod template (hashed as the release lifecycle hashes it, selector
+labels left out) differs from the one the policy last saw and from what stable runs, it
+starts a Rollout from the policy, named `<policy>-<hash10>`, whose version is the canary
+container's image. The name makes the start idempotent: a restart, or another replica,
+creating it again gets AlreadyExists.
+
+A change while another rollout of the target is active either supersedes it (the running
+one is rolled back first, by the existing supersede path, then the new one starts) or waits
+until it has finished, as `onChange` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from canaryd.core import conditions, reading, targets
+from canaryd.core import release as rel
+from canaryd.core.base import Model
+from canaryd.core.model import API_VERSION, KIND, Condition, RolloutSpec
+
+POLICY_KIND = "RolloutPolicy"
+POLICY_PLURAL = "rolloutpolicies"
+POLICY_LABEL = "canaryd.io/policy"  # on each Rollout a policy starts: the policy's name
+HASH_CHARS = 10  # of the template hash, in the rollout's name
+MAX_NAME = 63 - 1 - HASH_CHARS  # the rollout's name stays a DNS label
+READY, WAITING = "Ready", "Waiting"
+OnChange = Literal["supersede", "wait"]
+_NOT_IN_A_POLICY = {
+    "version": "a RolloutPolicy takes the version from the canary Deployment (its "
+               "container's image); leave spec.version out",
+    "supersede": "a RolloutPolicy says what a change during a rollout does with "
+                 "spec.onChange (supersede or wait); leave spec.supersede out",
+    "templateHash": "canaryd sets templateHash on the rollouts a policy starts; leave it out",
+}
+
+
+class PolicySpec(RolloutSpec):
+    """A Rollout spec without a version: what every rollout of this target is started with
+    when its canary Deployment's pod template changes."""
+
+    version: SkipJsonSchema[None] = Field(default=None, exclude=True)  # type: ignore[assignment]
+    supersede: SkipJsonSchema[None] = Field(default=None, exclude=True)  # type: ignore[assignment]
+    template_hash: SkipJsonSchema[None] = Field(  # type: ignore[assignment]
+        default=None, exclude=True)
+    on_change: OnChange = Field(
+        default="supersede",
+        description="a change of the canary's pod template while a rollout of the target is "
+        "active: supersede (default: the running rollout is rolled back, then the newest "
+        "template is rolled out) or wait (it starts once the running one has finished)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_version(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, why in _NOT_IN_A_POLICY.items():
+                if key in data:
+                    raise ValueError(f"{key}: {why}")
+        return data
+
+
+class PolicyStatus(Model):
+    observed_generation: int | None = None
+    observed_template_hash: str | None = Field(
+        default=None, max_length=64,
+        description="the canary pod template the policy last acted on (started a rollout "
+        "for, or found stable already running)")
+    last_rollout: str | None = Field(default=None, max_length=253,
+                                     description="the rollout it last started")
+    last_version: str | None = Field(default=None, max_length=512,
+                                     description="that rollout's version (the image)")
+    conditions: list[Condition] = Field(default_factory=list, max_length=64)
+    controller: str | None = None
+
+
+def parse_spec(raw: Any) -> tuple[PolicySpec | None, str | None]:
+    """The validated spec, or an error naming the field (spec.router..., spec.onChange)."""
+    for key, why in _NOT_IN_A_POLICY.items():
+        if isinstance(raw, dict) and key in raw:
+            return None, f"invalid policy: spec.{key}: {why.split('; ', 1)[-1]}"
+    try:
+        return PolicySpec.model_validate(raw if isinstance(raw, dict) else {}), None
+    except ValidationError as exc:
+        return None, "invalid policy: " + reading.errors_text(exc, "spec")
+
+
+def parse_status(raw: Any) -> PolicyStatus:
+    """What canaryd wrote; anything unreadable counts as nothing seen yet (a start from it
+    again is harmless: the rollout's name exists already)."""
+    try:
+        return PolicyStatus.model_validate(raw if isinstance(raw, dict) else {})
+    except ValidationError:
+        return PolicyStatus()
+
+
+def rollout_name(policy: str, template_hash: str) -> str:
+    return f"{policy}-{template_hash[:HASH_CHARS]}"
+
+
+def name_problem(name: str) -> str | None:
+    if len(name) > MAX_NAME:
+        return (f"invalid policy: metadata.name: at most {MAX_NAME} characters (the rollouts "
+                f"it starts are named <name>-<{HASH_CHARS} hex digits>), not {len(name)}")
+    return None
+
+
+@dataclass(frozen=True)
+class Active:
+    """An active rollout that shares an object with the policy's."""
+
+    name: str
+    phase: str
+    mine: bool  # started by this policy
+
+
+@dataclass(frozen=True)
+class View:
+    """What one look saw: both Deployments, the active rollouts on the policy's objects, and
+    whether the rollout for the canary's current template exists already."""
+
+    canary: rel.DeploymentView
+    stable: rel.DeploymentView
+    active: tuple[Active, ...] = ()
+    existing: bool = False
+
+
+@dataclass(frozen=True)
+class Start:
+    """Create (if absent) this Rollout from the policy."""
+
+    name: str
+    version: str
+    template_hash: str
+    supersede: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: PolicyStatus
+    start: Start | None = None
+    event: tuple[str, str, bool] | None = None  # (reason, message, warning), on the policy
+
+
+def _status(status: PolicyStatus, now: datetime, generation: int | None,
+            ready: tuple[bool, str, str], waiting: tuple[bool, str, str],
+            **changes: Any) -> PolicyStatus:
+    wanted: conditions.Wanted = {
+        READY: ("True" if ready[0] else "False", ready[1], ready[2]),
+        WAITING: ("True" if waiting[0] else "False", waiting[1], waiting[2]),
+    }
+    return status.model_copy(update={
+        "observed_generation": generation,
+        "conditions": conditions.merge(status.conditions, wanted, now), **changes})
+
+
+def _was(status: PolicyStatus, ctype: str) -> Condition | None:
+    return next((c for c in status.conditions if c.type == ctype), None)
+
+
+def _event_once(status: PolicyStatus, ctype: str, value: str, reason: str, message: str,
+                warning: bool) -> tuple[str, str, bool] | None:
+    """An event when the condition becomes this (not again every look)."""
+    was = _was(status, ctype)
+    if was is not None and (was.status, was.reason, was.message) == (value, reason, message):
+        return None
+    return reason, message, warning
+
+
+def version_of(spec: PolicySpec, canary: rel.DeploymentView) -> tuple[str | None, str | None]:
+    """(the canary container's image, None) or (None, an error naming the field)."""
+    plan = rel.ReleasePlan(stable=spec.workloads.stable, canary=spec.workloads.canary,
+                           container=spec.workloads.container)
+    container, error = rel.pick_container(plan, canary)
+    if error is not None or container is None:
+        return None, error
+    image = canary.image(container)
+    if not image:
+        return None, f"spec.workloads.container: {canary.name}'s container {container} has " \
+                     "no image"
+    return image, None
+
+
+def decide(name: str, generation: int | None, spec: PolicySpec | None, invalid: str | None,
+           status: PolicyStatus, view: View | None, now: datetime) -> Decision:
+    """One look at one policy: what to record, and whether to start a rollout."""
+    idle = (False, "Idle", "")
+
+    def broken(reason: str, message: str) -> Decision:
+        return Decision(_status(status, now, generation, (False, reason, message), idle),
+                        event=_event_once(status, READY, "False", reason, message, True))
+
+    problem = invalid or name_problem(name)
+    if spec is None or problem is not None:
+        return broken("InvalidSpec", problem or "invalid policy")
+    assert view is not None, "a valid policy is looked at"
+    canary, stable = view.canary, view.stable
+    for role, d in (("canary", canary), ("stable", stable)):
+        if not d.exists:
+            return broken(f"{role.capitalize()}NotFound",
+                          f"spec.workloads.{role}: Deployment {d.name} not found")
+    h = canary.template_hash
+    watching = (True, "Watching", f"watching {canary.name} (template {h})")
+    if h == status.observed_template_hash:
+        return Decision(_status(status, now, generation, watching, idle))
+    if h == stable.template_hash:
+        # Nothing new: stable already runs this template (the first look, a promotion
+        # done, or the canary put back as stable has it).
+        return Decision(_status(status, now, generation, watching, idle,
+                                observed_template_hash=h))
+    rollout = rollout_name(name, h)
+    image, error = version_of(spec, canary)
+    if image is None:
+        return broken("InvalidSpec", f"invalid policy: {error}")
+    if view.existing:  # started before (this replica before a restart, or another one)
+        return Decision(_status(status, now, generation, watching, idle,
+                                observed_template_hash=h, last_rollout=rollout,
+                                last_version=image))
+    others = [a for a in view.active if a.name != rollout]
+    if others and spec.on_change == "wait":
+        message = (f"template {h} ({image}) waits for rollout {others[0].name} "
+                   f"({others[0].phase}) to finish (onChange: wait)")
+        return Decision(_status(status, now, generation, watching, (True, "Waiting", message)),
+                        event=_event_once(status, WAITING, "True", "Waiting", message, False))
+    superseding = f"; supersedes {', '.join(a.name for a in others)}" if others else ""
+    start = Start(name=rollout, version=image, template_hash=h,
+                  supersede=spec.on_change == "supersede")
+    message = f"{canary.name}'s pod template changed ({h}): started rollout {rollout} of " \
+              f"{image}{superseding}"
+    return Decision(
+        _status(status, now, generation, (True, "Started", message), idle,
+                observed_template_hash=h, last_rollout=rollout, last_version=image),
+        start=start, event=("RolloutStarted", message, False))
+
+
+def rollout_body(policy: Mapping[str, Any], start: Start) -> dict[str, Any]:
+    """The Rollout to create: the policy's spec as written, with the version, the template
+    it is for, and whether it supersedes a running one."""
+    meta = policy.get("metadata") or {}
+    spec = {k: v for k, v in (policy.get("spec") or {}).items() if k != "onChange"}
+    spec.update(version=start.version, templateHash=start.template_hash,
+                supersede=start.supersede)
+    RolloutSpec.model_validate(spec)  # the policy was validated: this only guards canaryd
+    return {
+        "apiVersion": API_VERSION, "kind": KIND,
+        "metadata": {"name": start.name, "namespace": meta.get("namespace"),
+                     "labels": {POLICY_LABEL: str(meta.get("name"))}},
+        "spec": spec,
+    }
+
+
+def claims(spec: Mapping[str, Any]) -> frozenset[targets.Claim]:
+    """What the policy's rollouts claim (their router, Services, Deployments, target)."""
+    target = spec.get("target")
+    out = set(targets.claims(spec))
+    if isinstance(target, str):
+        out.add(targets.Claim("target", target))
+    return frozenset(out)
+
+
+def overlapping(mine: frozenset[targets.Claim], entry: targets.Entry) -> bool:
+    return any(c.overlaps(t) for c in mine for t in entry.all_claims)
+
+
+def active_on(namespace: str, policy: str, spec: Mapping[str, Any],
+              entries: Sequence[tuple[targets.Entry, Mapping[str, Any]]]) -> tuple[Active, ...]:
+    """The active rollouts (oldest first) sharing an object with the policy's rollouts."""
+    mine = claims(spec)
+    out = []
+    for entry, obj in sorted(entries, key=lambda pair: pair[0].order):
+        if entry.namespace != namespace or not entry.active or not overlapping(mine, entry):
+            continue
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        out.append(Active(entry.name, entry.phase.value if entry.phase else "unknown",
+                          labels.get(POLICY_LABEL) == policy))
+    return tuple(out)
+
+
+__all__ = [
+    "POLICY_KIND",
+    "POLICY_LABEL",
+    "POLICY_PLURAL",
+    "Active",
+    "Decision",
+    "PolicySpec",
+    "PolicyStatus",
+    "Start",
+    "View",
+    "active_on",
+    "decide",
+    "parse_spec",
+    "parse_status",
+    "rollout_body",
+    "rollout_name",
+]
