@@ -108,6 +108,18 @@ class RolloutStore:
         )
         return result
 
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Rollout (Conflict with `already_exists` when its name is taken)."""
+        meta = body["metadata"]
+        result: dict[str, Any] = await kube_call(
+            f"create rollout {meta['namespace']}/{meta['name']}",
+            lambda: self.custom.create_namespaced_custom_object(
+                model.GROUP, model.VERSION, meta["namespace"], model.PLURAL, body,
+                _request_timeout=TIMEOUT,
+            ),
+        )
+        return result
+
     async def delete(self, ref: ObjectRef, *, uid: str, resource_version: str) -> None:
         """Delete the Rollout only if it is still the object read (same uid and
         resourceVersion; else Conflict): one changed since, by anyone, is not deleted."""
@@ -148,7 +160,8 @@ class RolloutStore:
                 name=f"{meta['name']}.{uuid.uuid4().hex[:16]}", namespace=meta["namespace"]
             ),
             involved_object=client.V1ObjectReference(
-                api_version=model.API_VERSION, kind=model.KIND, name=meta["name"],
+                api_version=model.API_VERSION, kind=rollout.get("kind") or model.KIND,
+                name=meta["name"],
                 namespace=meta["namespace"], uid=meta.get("uid"),
                 resource_version=meta.get("resourceVersion"),
             ),

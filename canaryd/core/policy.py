@@ -50,8 +50,7 @@ class PolicySpec(RolloutSpec):
 
     version: SkipJsonSchema[None] = Field(default=None, exclude=True)  # type: ignore[assignment]
     supersede: SkipJsonSchema[None] = Field(default=None, exclude=True)  # type: ignore[assignment]
-    template_hash: SkipJsonSchema[None] = Field(  # type: ignore[assignment]
-        default=None, exclude=True)
+    template_hash: SkipJsonSchema[None] = Field(default=None, exclude=True)
     on_change: OnChange = Field(
         default="supersede",
         description="a change of the canary's pod template while a rollout of the target is "
@@ -190,8 +189,10 @@ def version_of(spec: PolicySpec, canary: rel.DeploymentView) -> tuple[str | None
 
 
 def decide(name: str, generation: int | None, spec: PolicySpec | None, invalid: str | None,
-           status: PolicyStatus, view: View | None, now: datetime) -> Decision:
-    """One look at one policy: what to record, and whether to start a rollout."""
+           status: PolicyStatus, view: View | None, now: datetime, *,
+           unreadable: str | None = None) -> Decision:
+    """One look at one policy: what to record, and whether to start a rollout
+    (`unreadable`: why the Deployments could not be read this time)."""
     idle = (False, "Idle", "")
 
     def broken(reason: str, message: str) -> Decision:
@@ -201,7 +202,8 @@ def decide(name: str, generation: int | None, spec: PolicySpec | None, invalid: 
     problem = invalid or name_problem(name)
     if spec is None or problem is not None:
         return broken("InvalidSpec", problem or "invalid policy")
-    assert view is not None, "a valid policy is looked at"
+    if unreadable is not None or view is None:
+        return broken("Unreadable", unreadable or "the Deployments were not read")
     canary, stable = view.canary, view.stable
     for role, d in (("canary", canary), ("stable", stable)):
         if not d.exists:

@@ -31,6 +31,7 @@ from canaryd.runtime.hooks import HookRunner
 from canaryd.runtime.informer import Informer, Listener
 from canaryd.runtime.metrics import DaemonMetrics
 from canaryd.runtime.notifier import Notifier
+from canaryd.runtime.policies import Policies
 from canaryd.runtime.queue import DueQueue
 from canaryd.runtime.reconcile import Observed, Reconciler
 from canaryd.runtime.report import Reporter
@@ -77,6 +78,9 @@ class Controller:
                                      identity=identity, may_write=may_write, hooks=self.hooks)
         self.retention = Retention(store=self.store, cache=self.cache, may_write=may_write,
                                    keep=lambda: self.settings().controller.keep_finished)
+        self.policies = Policies(api=api, rollouts=self.store, cache=self.cache,
+                                 identity=identity, clock=clock, may_write=may_write,
+                                 interval=lambda: self.settings().controller.tick)
         self._informer = Informer(self.store, self.cache, self._changed)
         self.notifier = Notifier(settings=settings, cache=self.cache, store=self.store,
                                  may_write=may_write, registry=metrics.registry, clock=clock)
@@ -116,9 +120,15 @@ class Controller:
     # ------------------------------------------------------------------ loops
 
     async def informer(self, stop: asyncio.Event) -> None:
-        """List, then watch; re-list on any error (every replica runs this)."""
+        """List, then watch; re-list on any error (every replica runs this): the Rollouts,
+        and beside them the RolloutPolicies."""
         self._observe()
-        await self._informer.run(stop)
+        policies = asyncio.create_task(self.policies.run(stop), name="policy-informer")
+        try:
+            await self._informer.run(stop)
+        finally:
+            policies.cancel()
+            await asyncio.gather(policies, return_exceptions=True)
 
     async def run(self, stop: asyncio.Event) -> None:
         """A single replica's whole job: the informer plus the reconcile loop."""
@@ -166,6 +176,7 @@ class Controller:
         self.reporter.phases()
         self.reporter.expire(time.monotonic())
         await self.retention.sweep()
+        await self.policies.sweep()
         live = []
         for key, obj in self.cache.items():
             if self._live(obj):
