@@ -46,6 +46,7 @@ class Policies:
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.started = 0  # rollouts this replica created
+        self.looks = 0  # looks at a policy's Deployments finished (decided and recorded)
         self._looked: dict[str, float] = {}
 
     # ------------------------------------------------------------------ cache (every replica)
@@ -108,6 +109,7 @@ class Policies:
                     return
                 try:
                     await self.look(obj)
+                    self.looks += 1
                 except Exception:  # one policy never stalls the others
                     log.exception("policy look failed", policy=key)
 
