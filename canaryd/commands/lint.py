@@ -1,4 +1,5 @@
-"""`canaryd lint -f FILE [--config FILE]`: validate Rollout manifests offline.
+"""`canaryd lint -f FILE [--config FILE]`: validate Rollout (and RolloutPolicy) manifests
+offline.
 
 The same checks the API runs before it creates anything (`canaryd.api.admission.validate`):
 the models (every field at once), reserved annotations, and the plan against the config
@@ -69,10 +70,17 @@ def dotted(pointer: str | None) -> str:
 
 
 def summary(doc: dict[str, Any], settings: Settings) -> str:
-    from canaryd.core import plan
+    from canaryd.core import plan, policy
     from canaryd.core.manifest import RolloutManifest
+    from canaryd.core.model import RolloutSpec
 
-    spec = RolloutManifest.model_validate(doc).spec
+    spec: RolloutSpec
+    if _policy(doc):
+        checked = policy.check(doc.get("spec"))[0]
+        assert checked is not None, "linted first"
+        spec = checked
+    else:
+        spec = RolloutManifest.model_validate(doc).spec
     steps = plan.steps(spec)
     analysis = plan.resolve_analysis(settings, spec)
     if spec.strategy == "blueGreen":
@@ -81,14 +89,30 @@ def summary(doc: dict[str, Any], settings: Settings) -> str:
         shape = (f"canary in {len(steps)} step{'s' if len(steps) != 1 else ''} "
                  f"{' -> '.join(f'{s.weight}%' for s in steps)}, then 100%")
     n = len(analysis.checks)
-    return (f"{shape}; profile {analysis.profile}: {n} check{'s' if n != 1 else ''} every "
-            f"{analysis.interval:g}s")
+    policy_text = (f"RolloutPolicy, onChange {doc['spec'].get('onChange', 'supersede')}: "
+                   if _policy(doc) else "")
+    return (f"{policy_text}{shape}; profile {analysis.profile}: {n} "
+            f"check{'s' if n != 1 else ''} every {analysis.interval:g}s")
+
+
+def _policy(doc: dict[str, Any]) -> bool:
+    from canaryd.core.policy import POLICY_KIND
+
+    return doc.get("kind") == POLICY_KIND
 
 
 def lint(doc: dict[str, Any], settings: Settings) -> list[tuple[str, str]]:
-    """Every error the API would answer for this document, as (path, message)."""
+    """Every error the API would answer for this document, as (path, message); a
+    RolloutPolicy as canaryd checks it (its rollouts as a submit would)."""
     from canaryd.api import admission
     from canaryd.api.problems import Problem
+    from canaryd.core import policy
+
+    if _policy(doc):
+        name = str((doc.get("metadata") or {}).get("name") or "")
+        problem = policy.name_problem(name)
+        named = [("metadata.name", problem.split("metadata.name: ", 1)[-1])] if problem else []
+        return named + policy.check(doc.get("spec"), settings)[1]
 
     try:
         admission.validate(doc, settings)
@@ -141,8 +165,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _deprecations(doc: dict[str, Any]) -> list[str]:
+    from canaryd.core import policy
     from canaryd.core.manifest import RolloutManifest
 
+    if _policy(doc):
+        spec = policy.check(doc.get("spec"))[0]
+        return spec.deprecations() if spec is not None else []
     return RolloutManifest.model_validate(doc).spec.deprecations()
 
 

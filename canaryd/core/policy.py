@@ -23,10 +23,11 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from canaryd.core import conditions, reading, targets
+from canaryd.core import conditions, plan, targets
 from canaryd.core import release as rel
 from canaryd.core.base import Model
 from canaryd.core.model import API_VERSION, KIND, Condition, RolloutSpec
+from canaryd.core.settings import Settings
 
 POLICY_KIND = "RolloutPolicy"
 POLICY_PLURAL = "rolloutpolicies"
@@ -81,15 +82,44 @@ class PolicyStatus(Model):
     controller: str | None = None
 
 
-def parse_spec(raw: Any) -> tuple[PolicySpec | None, str | None]:
-    """The validated spec, or an error naming the field (spec.router..., spec.onChange)."""
-    for key, why in _NOT_IN_A_POLICY.items():
-        if isinstance(raw, dict) and key in raw:
-            return None, f"invalid policy: spec.{key}: {why.split('; ', 1)[-1]}"
+def check(raw: Any, settings: Settings | None = None,
+          ) -> tuple[PolicySpec | None, list[tuple[str, str]]]:
+    """The validated spec, or every problem as (field path, message): the model's, and with
+    `settings` the plan's against the config (profile, overrides only tighten, interval
+    bounds), as a Rollout of this spec would be checked on submit."""
+    if not isinstance(raw, dict):
+        return None, [("spec", "must be a mapping")]
+    found = [(f"spec.{key}", why.split("; ", 1)[-1])
+             for key, why in _NOT_IN_A_POLICY.items() if key in raw]
     try:
-        return PolicySpec.model_validate(raw if isinstance(raw, dict) else {}), None
+        spec = PolicySpec.model_validate(
+            {k: v for k, v in raw.items() if k not in _NOT_IN_A_POLICY})
     except ValidationError as exc:
-        return None, "invalid policy: " + reading.errors_text(exc, "spec")
+        return None, found + [
+            (".".join(["spec", *(str(p) for p in err["loc"] if p != "[key]")]), err["msg"])
+            for err in exc.errors()]
+    if found:
+        return None, found
+    if settings is not None:
+        try:
+            plan.resolve_analysis(settings, spec)
+            plan.steps(spec)
+        except plan.PlanError as exc:
+            return None, [(text.partition(": ")[0], text.partition(": ")[2])
+                          if text.startswith("spec.") else ("spec", text)
+                          for text in exc.problems]
+    return spec, []
+
+
+def parse_spec(raw: Any, settings: Settings | None = None,
+               ) -> tuple[PolicySpec | None, str | None]:
+    """The validated spec, or an error naming the field (spec.router..., spec.onChange)."""
+    spec, problems = check(raw, settings)
+    if spec is None:
+        shown = "; ".join(f"{path}: {message}" for path, message in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        return None, f"invalid policy: {shown}{more}"
+    return spec, None
 
 
 def parse_status(raw: Any) -> PolicyStatus:

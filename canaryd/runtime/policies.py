@@ -27,6 +27,7 @@ from canaryd.adapters.policies import PolicyStore
 from canaryd.adapters.workloads import Releases
 from canaryd.core import policy, reading
 from canaryd.core import release as rel
+from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
 
 log = structlog.get_logger("canaryd.policies")
@@ -37,12 +38,12 @@ PARALLEL = 16
 class Policies:
     def __init__(self, *, api: client.ApiClient, rollouts: RolloutStore, cache: RolloutCache,
                  identity: str, clock: Callable[[], datetime], may_write: Callable[[], bool],
-                 interval: Callable[[], float]) -> None:
+                 settings: Callable[[], Settings]) -> None:
         self.store = PolicyStore(api)
         self.rollouts, self.cache = rollouts, cache
         self.releases = Releases(api)
         self.identity, self.clock = identity, clock
-        self.may_write, self.interval = may_write, interval
+        self.may_write, self.settings = may_write, settings
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.started = 0  # rollouts this replica created
@@ -94,7 +95,7 @@ class Policies:
         """Look at every policy that is due; how many rollouts were started."""
         if not self.synced.is_set() or not self.may_write():
             return 0
-        now, every = time.monotonic(), max(self.interval(), POLL_MIN)
+        now, every = time.monotonic(), max(self.settings().controller.tick, POLL_MIN)
         due = [k for k in self.objects if now - self._looked.get(k, -1e9) >= every]
         if not due:
             return 0
@@ -133,7 +134,7 @@ class Policies:
         ref = ObjectRef(ns, name)
         raw_spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         assert isinstance(raw_spec, dict)
-        spec, invalid = policy.parse_spec(raw_spec)
+        spec, invalid = policy.parse_spec(raw_spec, self.settings())
         status = policy.parse_status(obj.get("status"))
         view, unreadable = None, None
         if spec is not None and invalid is None and policy.name_problem(name) is None:

@@ -114,3 +114,23 @@ def test_the_analysis_guide_example_lints_with_its_config(tmp_path: Path) -> Non
                   str(tmp_path / "tutorial.yaml"))
     assert result.returncode == 0, result.stderr
     assert "profile tutorial: 3 checks every 5s" in result.stdout
+
+
+def test_a_rollout_policy_is_checked_as_its_rollouts_would_be(tmp_path: Path) -> None:
+    head = ROLLOUT_HEAD.replace("kind: Rollout", "kind: RolloutPolicy")
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(
+        head.replace("name: lint-me", "name: " + "p" * 53)
+        + "  onChange: later\n  plan: {steps: [{weight: 10}]}\n"
+        "---\n" + head.replace('  version: "1.0"\n', "")
+        + "  plan: {steps: [{weight: 10}]}\n  analysis: {profile: nope}\n"
+    )
+    result = lint("-f", str(bad), "--config", str(ROOT / "config" / "canaryd.yaml"))
+    assert result.returncode == 2
+    err = result.stderr
+    assert "(document 1, demo/" + "p" * 53 + "): 3 errors" in err, err
+    assert "  metadata.name: at most 52 characters" in err
+    assert "  spec.version: leave spec.version out" in err
+    assert "  spec.onChange: Input should be 'supersede' or 'wait'" in err
+    assert "(document 2, demo/lint-me): 1 error" in err
+    assert "  spec.analysis.profile: unknown profile 'nope'" in err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +24,8 @@ from tests.core.test_release_machine import World
 from tests.core.test_release_machine import deployment as release_deployment
 
 IMAGE = "ghcr.io/stefanprodan/podinfo"
-EXAMPLE = yaml.safe_load(open("config/examples/policy.yaml").read())  # noqa: SIM115
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = yaml.safe_load((ROOT / "config" / "examples" / "policy.yaml").read_text())
 
 
 def template(image: str, track: str, **extra: Any) -> dict[str, Any]:
@@ -258,3 +260,16 @@ def test_a_rollout_started_for_a_template_fails_untouched_on_another() -> None:
     assert "no longer runs the pod template this rollout was started for (h-old, it runs " \
         "h-newer)" in w.status.reason
     assert w.router.canary == 0 and w.canary.replicas == 0
+
+
+def test_the_plan_is_checked_against_the_config_as_a_submit_would() -> None:
+    from canaryd.config import load_settings
+
+    settings = load_settings(ROOT / "config" / "canaryd.yaml", env={})
+    assert policy.check(spec(), settings) == (policy.PolicySpec.model_validate(spec()), [])
+    _, problems = policy.check(spec(analysis={"profile": "sandbox", "interval": "1h"}),
+                               settings)
+    assert [p for p, _ in problems] == ["spec.analysis.interval"], problems
+    found, invalid = policy.parse_spec(spec(analysis={"profile": "nope"}), settings)
+    assert found is None and invalid is not None
+    assert invalid.startswith("invalid policy: spec.analysis.profile: unknown profile 'nope'")
