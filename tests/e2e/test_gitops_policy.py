@@ -230,3 +230,45 @@ async def test_a_change_during_a_rollout_supersedes_it(
 async def _observed(k: Cluster) -> bool:
     status = (await k.policy()).get("status") or {}
     return bool(status.get("observedTemplateHash"))
+
+
+async def test_bad_policies_are_reported_on_themselves_and_never_stall_a_good_one(
+    sandbox: Sandbox, cluster: Cluster, tmp_path: Path,
+) -> None:
+    k = cluster
+    bad = yaml.safe_load(policy_file(tmp_path).read_text())
+    unknown = copy.deepcopy(bad)
+    unknown["metadata"]["name"] = "unknown-profile"
+    unknown["spec"]["analysis"] = {"profile": "nope"}
+    ghost = copy.deepcopy(bad)
+    ghost["metadata"]["name"] = "ghost"
+    ghost["spec"]["workloads"]["canary"] = "podinfo-ghost"
+    both = tmp_path / "bad.yaml"
+    both.write_text(yaml.safe_dump_all([unknown, ghost]))
+    async with canaryd_running(sandbox):
+        await apply(sandbox, both)
+        await apply(sandbox, policy_file(tmp_path))
+
+        async def reported(name: str) -> dict[str, Any] | None:
+            status = (await k.policy(name)).get("status") or {}
+            ready = {c["type"]: c for c in status.get("conditions", [])}.get("Ready")
+            return ready if ready and ready["status"] == "False" else None
+
+        ready = await eventually(lambda: reported("unknown-profile"), timeout=30,
+                                 what="the unknown profile reported")
+        assert ready["reason"] == "InvalidSpec"
+        assert "spec.analysis.profile: unknown profile 'nope'" in ready["message"]
+        ready = await eventually(lambda: reported("ghost"), timeout=30,
+                                 what="the missing canary reported")
+        assert ready["reason"] == "CanaryNotFound"
+        assert "spec.workloads.canary: Deployment podinfo-ghost not found" in ready["message"]
+        await eventually(lambda: _observed(k), timeout=30, what="the good policy's first look")
+        await apply(sandbox, canary_file(tmp_path, "6.8.0"))
+        name = await k.started("6.8.0")
+        status = await k.wait_phase(name, TERMINAL, timeout=120)
+        assert status["phase"] == "Succeeded", status["reason"]
+        events = await k.core.list_namespaced_event(NS)
+        warned = {(e.involved_object.name, e.reason) for e in events.items
+                  if e.involved_object.kind == "RolloutPolicy" and e.type == "Warning"}
+        assert warned == {("unknown-profile", "InvalidSpec"), ("ghost", "CanaryNotFound")}
+        assert await k.names() == {name}, "a bad policy starts nothing"
