@@ -273,3 +273,12 @@ def test_the_plan_is_checked_against_the_config_as_a_submit_would() -> None:
     found, invalid = policy.parse_spec(spec(analysis={"profile": "nope"}), settings)
     assert found is None and invalid is not None
     assert invalid.startswith("invalid policy: spec.analysis.profile: unknown profile 'nope'")
+
+
+def test_the_docs_example_is_the_shipped_one() -> None:
+    import re
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "docs" / "gitops.md").read_text(),
+                        re.DOTALL)
+    (doc,) = [yaml.safe_load(b) for b in blocks if "kind: RolloutPolicy" in b]
+    assert doc == EXAMPLE
