@@ -12,6 +12,7 @@ Event; it never stops the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -161,6 +162,7 @@ class Policies:
                     raise
                 log.info("rollout already started", policy=str(ref),
                          rollout=decision.start.name)
+                decision = dataclasses.replace(decision, event=None)  # told when it was
         mine = decision.status.model_copy(update={"controller": self.identity})
         if mine.model_dump() != status.model_dump():
             try:

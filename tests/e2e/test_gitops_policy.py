@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ import pytest
 import yaml
 from kubernetes_asyncio import config
 
+from canaryd.adapters.kube import RolloutStore
+from canaryd.config import load_settings
+from canaryd.runtime.cache import RolloutCache
+from canaryd.runtime.policies import Policies
 from canaryd.sandbox.runner import Sandbox
 from canaryd.sandbox.testing import eventually
 from tests.api.test_release_train import (
@@ -34,7 +39,7 @@ from tests.api.test_release_train import (
 )
 from tests.deploy.support import kubectl
 from tests.e2e.fixtures import canaryd_running
-from tests.e2e.support import GROUP, NS, PLURAL, ROOT, VERSION, Kube
+from tests.e2e.support import CONFIG, GROUP, NS, PLURAL, ROOT, VERSION, Kube
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.kubectl]
 KUBE_BACKENDS = ("emulator", "real")
@@ -247,7 +252,9 @@ async def test_bad_policies_are_reported_on_themselves_and_never_stall_a_good_on
     both.write_text(yaml.safe_dump_all([unknown, ghost]))
     async with canaryd_running(sandbox):
         await apply(sandbox, both)
-        await apply(sandbox, policy_file(tmp_path))
+        # (its first step held 6 s: long enough for the late replica below to come in)
+        await apply(sandbox, policy_file(tmp_path, plan={"steps": [
+            {"weight": 20, "pause": "6s"}, {"weight": 50}]}))
 
         async def reported(name: str) -> dict[str, Any] | None:
             status = (await k.policy(name)).get("status") or {}
@@ -265,10 +272,26 @@ async def test_bad_policies_are_reported_on_themselves_and_never_stall_a_good_on
         await eventually(lambda: _observed(k), timeout=30, what="the good policy's first look")
         await apply(sandbox, canary_file(tmp_path, "6.8.0"))
         name = await k.started("6.8.0")
+        # While it runs, another replica that leads now, before its caches have caught up:
+        # it has not seen the rollout nor the policy's status, so it decides to start the
+        # same template again. The create answers AlreadyExists: already started, nothing new.
+        other = Policies(api=k.custom.api_client, rollouts=RolloutStore(k.custom.api_client),
+                         cache=RolloutCache(), identity="late-replica",
+                         clock=lambda: datetime.now(UTC), may_write=lambda: True,
+                         settings=lambda: load_settings(CONFIG, env={}))
+        body = await k.policy()
+        decision = await other.look({**body, "status": {}})
+        assert decision.start is not None and decision.start.name == name
+        assert other.started == 0
+        assert await k.names() == {name}
+        assert (await k.policy())["status"]["lastRollout"] == name
         status = await k.wait_phase(name, TERMINAL, timeout=120)
         assert status["phase"] == "Succeeded", status["reason"]
         events = await k.core.list_namespaced_event(NS)
         warned = {(e.involved_object.name, e.reason) for e in events.items
                   if e.involved_object.kind == "RolloutPolicy" and e.type == "Warning"}
         assert warned == {("unknown-profile", "InvalidSpec"), ("ghost", "CanaryNotFound")}
+        told = [e for e in events.items if e.involved_object.kind == "RolloutPolicy"
+                and e.reason == "RolloutStarted"]
+        assert len(told) == 1 and f"started rollout {name}" in told[0].message
         assert await k.names() == {name}, "a bad policy starts nothing"
