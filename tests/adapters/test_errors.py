@@ -24,7 +24,6 @@ from canaryd.adapters.retry import kube_call
 from canaryd.adapters.routers import RouterError
 from canaryd.adapters.routers.base import call
 from canaryd.sandbox.apiserver import ApiServer
-from canaryd.sandbox.runner import install_crds
 from canaryd.sandbox.testing import kube_client
 from tests.api.support import ROLLOUT_CRD, manifest
 
@@ -33,19 +32,13 @@ G, V, P = "canaryd.io", "v1alpha1", "rollouts"
 
 @pytest.fixture
 async def server() -> AsyncIterator[ApiServer]:
-    srv = ApiServer()
-    await srv.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer() as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
 async def api(server: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
-    async with kube_client(server, tmp_path) as api:
-        await install_crds(api, [ROLLOUT_CRD])
-        await client.CoreV1Api(api).create_namespace({"metadata": {"name": "demo"}})
+    async with kube_client(server, tmp_path, crds=[ROLLOUT_CRD], namespaces=["demo"]) as api:
         yield api
 
 

@@ -21,8 +21,7 @@ from kubernetes_asyncio import client
 from canaryd.api.context import STATE, ApiState
 from canaryd.daemon import Daemon, DaemonOptions
 from canaryd.sandbox.apiserver import ApiServer
-from canaryd.sandbox.runner import install_crds
-from canaryd.sandbox.testing import kube_client
+from canaryd.sandbox.testing import kube_client, serving
 from tests.api.support import CONFIG, ROLLOUT_CRD, tokens_yaml
 
 
@@ -39,19 +38,13 @@ def logs_to_stderr() -> Iterator[None]:
 
 @pytest.fixture
 async def apiserver() -> AsyncIterator[ApiServer]:
-    server = ApiServer(deployment_ready_delay=0.1, bookmark_interval=1.0)
-    await server.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer(deployment_ready_delay=0.1, bookmark_interval=1.0) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
 async def kube(apiserver: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
-    async with kube_client(apiserver, tmp_path) as api:
-        await install_crds(api, [ROLLOUT_CRD])
-        await client.CoreV1Api(api).create_namespace({"metadata": {"name": "demo"}})
+    async with kube_client(apiserver, tmp_path, crds=[ROLLOUT_CRD], namespaces=["demo"]) as api:
         yield api
 
 
@@ -65,15 +58,8 @@ async def prometheus() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_route("*", "/api/v1/query", query)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
+    async with serving(app) as (host, port):
         yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @dataclass

@@ -31,13 +31,9 @@ async def kubeconfig(kube_backend: RealKube | None, tmp_path: Path) -> AsyncIter
     if kube_backend is not None:
         yield kube_backend.kubeconfig
         return
-    server = ApiServer(deployment_ready_delay=0.1)
-    await server.start(host="127.0.0.1", port=0)
-    server.write_kubeconfig(tmp_path / "kubeconfig")
-    try:
+    async with ApiServer(deployment_ready_delay=0.1) as server:
+        server.write_kubeconfig(tmp_path / "kubeconfig")
         yield tmp_path / "kubeconfig"
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

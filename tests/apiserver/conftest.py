@@ -48,12 +48,8 @@ def _kubeconfig(source: dict[str, Any], namespace: str, path: Path) -> Path:
 @pytest.fixture
 async def server() -> AsyncIterator[ApiServer]:
     """A fresh emulator (for tests of the emulator's own knobs)."""
-    srv = ApiServer(deployment_ready_delay=0.2, bookmark_interval=0.3)
-    await srv.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer(deployment_ready_delay=0.2, bookmark_interval=0.3) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture

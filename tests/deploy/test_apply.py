@@ -17,14 +17,10 @@ pytestmark = pytest.mark.kubectl
 @pytest.fixture
 async def kubeconfig(tmp_path: Path) -> AsyncIterator[Path]:
     require_kubectl()
-    server = ApiServer(deployment_ready_delay=0.1)
-    await server.start(host="127.0.0.1", port=0)
-    path = tmp_path / "kubeconfig"
-    server.write_kubeconfig(path)
-    try:
+    async with ApiServer(deployment_ready_delay=0.1) as server:
+        path = tmp_path / "kubeconfig"
+        server.write_kubeconfig(path)
         yield path
-    finally:
-        await server.stop()
 
 
 async def test_apply_k_deploy_creates_everything_and_reapplies_cleanly(kubeconfig: Path) -> None:

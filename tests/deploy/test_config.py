@@ -111,12 +111,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def server() -> AsyncIterator[ApiServer]:
-    srv = ApiServer()
-    await srv.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer() as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 async def test_the_running_daemon_follows_the_mounted_file(

@@ -31,12 +31,8 @@ from tests.ha.cluster import (
 @pytest.fixture
 async def server() -> AsyncIterator[ApiServer]:
     # Deployments never become available: a rollout stays Pending (only claims write).
-    srv = ApiServer(deployment_ready_delay=3600)
-    await srv.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer(deployment_ready_delay=3600) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 class Replica:

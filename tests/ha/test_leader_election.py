@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from canaryd.runtime.leader import JITTER, LeaderElector, LeaseRef, LeaseTiming, micro_time
 from canaryd.sandbox.apiserver import ApiServer
+from canaryd.sandbox.testing import kube_client
 
 MICRO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 LEASE = LeaseRef("default", "canaryd-test")
@@ -35,21 +36,13 @@ class FakeClock:
 
 @pytest.fixture
 async def server() -> AsyncIterator[ApiServer]:
-    srv = ApiServer()
-    await srv.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer() as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 @pytest.fixture
 async def api(server: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
-    path = tmp_path / "kubeconfig"
-    server.write_kubeconfig(path)
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(path), client_configuration=cfg)
-    async with client.ApiClient(configuration=cfg) as c:
+    async with kube_client(server, tmp_path) as c:
         yield c
 
 

@@ -19,12 +19,8 @@ from tests.ha.cluster import CONFIG, FAST_LEASE, Call, Door, Rollouts, rollout_m
 
 @pytest.fixture
 async def server() -> AsyncIterator[ApiServer]:
-    srv = ApiServer(deployment_ready_delay=0.1)
-    await srv.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer(deployment_ready_delay=0.1) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 async def test_sigterm_lets_the_round_in_flight_finish_then_releases_the_lease(

@@ -1,7 +1,7 @@
 """Fixtures for the mesh's integration tests: sandbox API server, API client, Prometheus.
 
-The pure tests need none of these. Integration tests skip (with a reason) when the sandbox
-API server or the `prometheus` binary is unavailable.
+The pure tests need none of these. Integration tests skip (with a reason) when the
+`prometheus` binary is unavailable.
 """
 
 from __future__ import annotations
@@ -14,39 +14,31 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 import yaml
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from canaryd.sandbox import testing
+from canaryd.sandbox.apiserver import ApiServer
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "canaryd" / "data" / "crds"
 T = TypeVar("T")
 
 
 @pytest.fixture
-async def apiserver(tmp_path: Path) -> AsyncIterator[Any]:
-    apiserver_mod = pytest.importorskip("canaryd.sandbox.apiserver")
-    if not hasattr(apiserver_mod, "ApiServer"):
-        pytest.skip("canaryd.sandbox.apiserver does not export ApiServer yet")
-    server = apiserver_mod.ApiServer(deployment_ready_delay=0.5)
-    await server.start(host="127.0.0.1", port=0)
-    try:
+async def apiserver(tmp_path: Path) -> AsyncIterator[ApiServer]:
+    async with ApiServer(deployment_ready_delay=0.5) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
-def kubeconfig(apiserver: Any, tmp_path: Path) -> str:
+def kubeconfig(apiserver: ApiServer, tmp_path: Path) -> str:
     path = tmp_path / "kubeconfig"
     apiserver.write_kubeconfig(str(path))
     return str(path)
 
 
 @pytest.fixture
-async def api(kubeconfig: str) -> AsyncIterator[client.ApiClient]:
-    configuration = client.Configuration()
-    await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    async with client.ApiClient(configuration=configuration) as api_client:
+async def api(apiserver: ApiServer, tmp_path: Path) -> AsyncIterator[client.ApiClient]:
+    async with testing.kube_client(apiserver, tmp_path) as api_client:
         yield api_client
 
 

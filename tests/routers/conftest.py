@@ -19,12 +19,8 @@ from tests.routers.support import NS
 
 @pytest.fixture
 async def apiserver() -> AsyncIterator[ApiServer]:
-    server = ApiServer(deployment_ready_delay=0.1)
-    await server.start(host="127.0.0.1", port=0)
-    try:
+    async with ApiServer(deployment_ready_delay=0.1) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from canaryd.sandbox.testing import serving
+
 from .support import require_binary
 
 
@@ -30,12 +32,5 @@ async def metrics_target() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
+    async with serving(app) as (host, port):
         yield f"{host}:{port}"
-    finally:
-        await runner.cleanup()
