@@ -295,3 +295,44 @@ async def test_bad_policies_are_reported_on_themselves_and_never_stall_a_good_on
                 and e.reason == "RolloutStarted"]
         assert len(told) == 1 and f"started rollout {name}" in told[0].message
         assert await k.names() == {name}, "a bad policy starts nothing"
+
+
+async def test_with_on_change_wait_a_change_starts_once_the_running_rollout_has_ended(
+    sandbox: Sandbox, cluster: Cluster, tmp_path: Path,
+) -> None:
+    k = cluster
+    await sandbox.wait_for_traffic(timeout=30)
+    async with canaryd_running(sandbox):
+        await apply(sandbox, policy_file(tmp_path, onChange="wait", plan={"steps": [
+            {"weight": 20, "pause": "10m"}, {"weight": 50}]}))
+        await eventually(lambda: _observed(k), timeout=30, what="the policy's first look")
+        await apply(sandbox, canary_file(tmp_path, "6.8.0"))
+        first = await k.started("6.8.0")
+        await k.wait_phase(first, {"Progressing"}, timeout=60)
+        await apply(sandbox, canary_file(tmp_path, "6.9.1"))
+
+        async def waiting() -> dict[str, Any] | None:
+            status = (await k.policy()).get("status") or {}
+            c = {c["type"]: c for c in status.get("conditions", [])}.get("Waiting")
+            return c if c and c["status"] == "True" else None
+
+        cond = await eventually(waiting, timeout=30, what="the change reported waiting")
+        assert f"waits for rollout {first} (Progressing) to finish (onChange: wait)" in \
+            cond["message"]
+        assert await k.names() == {first}, "nothing started while it runs"
+        assert (await k.status(first))["phase"] == "Progressing"
+        # The running one ends (here: an operator aborts it); then the change starts (with
+        # the policy as it is by then: its steps no longer pause).
+        await apply(sandbox, policy_file(tmp_path, onChange="wait"))
+        await k.act(first, "abort")
+        status = await k.wait_phase(first, TERMINAL, timeout=60)
+        assert status["phase"] == "Aborted", status["reason"]
+        second = await k.started("6.9.1")
+        assert (await k.rollout(second))["spec"]["supersede"] is False
+        status = await k.wait_phase(second, TERMINAL, timeout=120)
+        assert status["phase"] == "Succeeded", status["reason"]
+        assert status["release"]["to"]["images"] == {"podinfo": f"{IMAGE}:6.9.1"}
+        assert await k.images("podinfo-stable") == [f"{IMAGE}:6.9.1"]
+        assert await k.vs_weights() == {"stable": 100, "canary": 0}
+        cond = {c["type"]: c for c in (await k.policy())["status"]["conditions"]}["Waiting"]
+        assert cond["status"] == "False"
