@@ -15,8 +15,9 @@ Scenarios (--scenarios, all by default):
   stalls   each bad kind sent back to back (one at a time) for --stall-seconds while the
            probe asks /healthz every 10 ms: the worst /healthz latency per kind (a loop
            stall shows here), against the same probe with nothing else before and after;
-           and the daemon's CPU time per request of each kind (all its threads), which,
-           unlike latency, does not depend on what else the machine runs.
+           and the daemon's CPU time per request of each kind (all its threads and its
+           decode workers) and the serve process's alone (what can hold its event loop),
+           which, unlike latency, do not depend on what else the machine runs.
   garbage  hand-written statuses at the probe's own numbers (sequence 100,000,000, phase
            42, 10^18 step numbers, an over-full history): the daemon's RSS before and its
            peak while they are read, listed and streamed (killed past 1 GiB, see
@@ -341,6 +342,7 @@ async def load_round(daemon: Daemon, args: argparse.Namespace) -> dict[str, Any]
 async def stalls(daemon: Daemon, args: argparse.Namespace) -> None:
     windows: list[tuple[str, float, float]] = []
     cpu: dict[str, float] = {}
+    own: dict[str, float] = {}  # the serve process alone: what can hold its event loop
     statuses: dict[str, dict[str, int]] = {}
     seconds = args.stall_seconds * (len(MIX) + 1) + 2
     seconds += args.stall_seconds
@@ -359,12 +361,14 @@ async def stalls(daemon: Daemon, args: argparse.Namespace) -> None:
                 continue  # held connections cost the loop nothing until they are cut
             counts = statuses.setdefault(kind, {})
             begin, cpu_before = time.monotonic(), cpu_seconds(daemon.pid)
+            own_before = _own_cpu(daemon.pid)
             until = loop.time() + args.stall_seconds
 
             while loop.time() < until:
                 await send_bad(daemon.port, data, False, counts)
             windows.append((kind, begin, time.monotonic()))
             cpu[kind] = cpu_seconds(daemon.pid) - cpu_before
+            own[kind] = _own_cpu(daemon.pid) - own_before
         await quiet("nothing else (after)")
         samples = await healthz.result()
     for kind, begin, end in windows:
@@ -376,6 +380,8 @@ async def stalls(daemon: Daemon, args: argparse.Namespace) -> None:
               "healthz_max_ms": round(max(inside), 2) if inside else None,
               "requests": requests or None, "statuses": statuses.get(kind),
               "daemon_cpu_ms_per_request": round(1000 * cpu[kind] / requests, 2)
+              if requests else None,
+              "serve_process_cpu_ms_per_request": round(1000 * own[kind] / requests, 2)
               if requests else None})
 
 
