@@ -66,6 +66,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = {k: _structural(v, defs) for k, v in value.items()}
         elif key == "additionalProperties" and value is False:
             continue  # structural schemas prune unknown fields instead
+        elif key == "additionalProperties" and value is True:
+            continue  # an open object says x-kubernetes-preserve-unknown-fields instead
         else:
             out[key] = _structural(value, defs)
     return out

@@ -30,6 +30,8 @@ async def read_secret(
     """The signing secret of `hook` (None when it has none); SecretError saying which field
     and why, never the secret."""
     spec = hook.webhook
+    if spec is None:
+        return None  # a job hook signs nothing
     if spec.secret_file is not None:
         path = Path(settings.hooks.secrets_dir) / spec.secret_file
         try:

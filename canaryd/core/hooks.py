@@ -35,6 +35,9 @@ class RunHook:
     run: HookRun
     hook: Hook
 
+    def __hash__(self) -> int:  # a Job template holds dicts (labels, open fields)
+        return hash(self.run.id)
+
 
 @dataclass(frozen=True)
 class HookReport:
@@ -68,7 +71,7 @@ def resolve(defaults: Sequence[Hook], own: Sequence[Hook]) -> tuple[Hook, ...]:
 
 
 def _deadline(hook: Hook) -> float | None:
-    if hook.stage == "confirmPromotion":
+    if hook.stage == "confirmPromotion" and hook.job is None:
         return hook.max_wait
     return hook.timeout
 
@@ -100,7 +103,8 @@ def absorb(b: Builder, hooks: Sequence[Hook], reports: Iterable[HookReport]) -> 
         elif (limit := _deadline(hook)) is not None and (
             (b.now - run.started).total_seconds() >= limit
         ):
-            what = ("no yes within maxWait" if hook.stage == "confirmPromotion"
+            what = ("its Job did not finish within its timeout" if hook.job is not None
+                    else "no yes within maxWait" if hook.stage == "confirmPromotion"
                     else "no answer within its timeout")
             seq += 1
             runs[i] = _finish(run, "Failed", f"{what} ({format_duration(limit)})", b.now, seq)

@@ -21,12 +21,15 @@ from kubernetes_asyncio import client
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from canaryd.adapters import webhook
+from canaryd.adapters.jobs import Jobs
 from canaryd.adapters.secrets import SecretError, read_secret
+from canaryd.core import jobhooks
 from canaryd.core.hooks import HookReport, RunHook, resolve
-from canaryd.core.hookspec import Hook, HookRun
+from canaryd.core.hookspec import Hook, HookRun, job_name
 from canaryd.core.model import RolloutSpec, RolloutStatus
 from canaryd.core.notices import previous
 from canaryd.core.settings import Settings
+from canaryd.runtime.jobhooks import run_job
 
 log = structlog.get_logger("canaryd.hooks")
 Key = tuple[str, str]  # (rollout, run id)
@@ -69,6 +72,10 @@ class HookRunner:
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._reports: dict[str, dict[str, HookReport]] = {}
         self._session: webhook.Guarded | None = None
+        self.jobs = Jobs(api) if api is not None else None
+        self._job_of: dict[Key, tuple[str, str]] = {}  # (namespace, name) of a run's Job
+        self._swept: set[str] = set()  # rollouts whose finished runs' Jobs were deleted
+        self._deletes: set[asyncio.Task[None]] = set()
         self._policy: webhook.AddressPolicy | None = None
         self.calls = Counter("canaryd_hook_calls", "Hook calls by stage and outcome",
                              ["stage", "outcome"], registry=registry)
@@ -96,13 +103,55 @@ class HookRunner:
         """Call `hook` for `run` unless that call is already out."""
         if self.running(key, run.id):
             return
+        call = (self._job(key, namespace, run, hook, body) if hook.job is not None
+                else self._call(key, namespace, run, hook, body))
         self._tasks[(key, run.id)] = asyncio.get_running_loop().create_task(
-            self._call(key, namespace, run, hook, body), name=f"hook {key} {run.id}")
+            call, name=f"hook {key} {run.id}")
+
+    async def _job(self, key: str, namespace: str, run: HookRun, hook: Hook,
+                   body: dict[str, Any]) -> None:
+        if self.jobs is None:
+            self._report(key, run, "Failed", "no Kubernetes client to create the Job with", 0)
+            return
+        ro = body["rollout"]
+        manifest = jobhooks.manifest(
+            hook, run, {"metadata": {"name": ro["name"], "uid": ro["uid"],
+                                     "namespace": namespace}}, jobhooks.facts(body))
+        self._job_of[(key, run.id)] = (namespace, manifest["metadata"]["name"])
+        started = time.monotonic()
+
+        def report(outcome: str, reason: str, asks: int) -> None:
+            if outcome in ("Passed", "Failed"):
+                self.calls.labels(run.stage, outcome).inc()
+                self.seconds.labels(run.stage).observe(time.monotonic() - started)
+            self._report(key, run, outcome, reason, asks)
+
+        await run_job(self.jobs, manifest, run, report)
+
+    def _delete_job(self, namespace: str, name: str) -> None:
+        """Delete a finished run's Job (its pods in the background), off the loop."""
+        jobs = self.jobs
+        if jobs is None:
+            return
+
+        async def delete() -> None:
+            try:
+                if await jobs.delete(namespace, name):
+                    log.info("job hook deleted", job=f"{namespace}/{name}")
+            except Exception as exc:  # the ownerReference still collects it
+                log.warning("job hook: delete failed; the garbage collector removes it "
+                            "with the rollout", job=f"{namespace}/{name}", error=str(exc)[:300])
+
+        task = asyncio.get_running_loop().create_task(delete(), name=f"delete job {name}")
+        self._deletes.add(task)
+        task.add_done_callback(self._deletes.discard)
 
     def settle(self, key: str, status: RolloutStatus | None) -> None:
         """Forget what status already holds: reports of finished runs, their tasks (a gate
         past its maxWait stops being asked). `None`: the rollout is gone."""
         done = {r.id for r in status.hooks if r.done} if status is not None else None
+        if status is None:
+            self._swept.discard(key)
         reports = self._reports.get(key, {})
         for rid in list(reports):
             if done is None or rid in done:
@@ -114,9 +163,14 @@ class HookRunner:
                 if not task.done():
                     task.cancel()
                 self._tasks.pop((k, rid), None)
+        for (k, rid), (namespace, name) in list(self._job_of.items()):
+            if k == key and (done is None or rid in done):
+                self._job_of.pop((k, rid))
+                if done is not None:  # a deleted rollout's Jobs go with it (ownerReference)
+                    self._delete_job(namespace, name)
 
     def _report(self, key: str, run: HookRun, outcome: str, reason: str, asks: int) -> None:
-        assert outcome in ("Waiting", "Passed", "Failed")
+        assert outcome in ("Running", "Waiting", "Passed", "Failed")
         self._reports.setdefault(key, {})[run.id] = HookReport(
             id=run.id, outcome=outcome, reason=reason, at=self.clock(), asks=asks)  # type: ignore[arg-type]
         self.wake(key)
@@ -124,6 +178,8 @@ class HookRunner:
     async def _call(self, key: str, namespace: str, run: HookRun, hook: Hook,
                     body: dict[str, Any]) -> None:
         where = f"hook {hook.name}"
+        assert hook.webhook is not None
+        url = hook.webhook.url
         try:
             secret = await read_secret(hook, namespace, self.settings(), self.api, where)
         except SecretError as exc:
@@ -135,7 +191,7 @@ class HookRunner:
             asks += 1
             started = time.monotonic()
             answer = await webhook.post(
-                self._client(), hook.webhook.url, {**body, "asks": asks},
+                self._client(), url, {**body, "asks": asks},
                 deadline=hook.timeout, retries=hook.retries, secret=secret,
                 headers={"X-Canaryd-Delivery": body["delivery"]}, what=f"{key} {run.id}")
             self.seconds.labels(run.stage).observe(time.monotonic() - started)
@@ -152,14 +208,14 @@ class HookRunner:
                 outcome = "Failed"
             self.calls.labels(run.stage, outcome).inc()
             log.info("hook answered", rollout=key, hook=run.id, outcome=outcome,
-                     url=webhook.redact(hook.webhook.url), detail=answer.detail[:300])
+                     url=webhook.redact(url), detail=answer.detail[:300])
             self._report(key, run, outcome, answer.detail, asks)
             return
 
     async def close(self) -> None:
         for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*self._tasks.values(), *self._deletes, return_exceptions=True)
         self._tasks.clear()
         if self._session is not None:
             with contextlib.suppress(Exception):
@@ -176,9 +232,20 @@ class HookRunner:
                 self.start(key, namespace, action.run, action.hook,
                            payload(raw, spec, status, action.run))
         by_name = {h.name: h for h in hooks}
+        uid = str((raw.get("metadata") or {}).get("uid"))
+        name = str((raw.get("metadata") or {}).get("name"))
+        sweep = key not in self._swept
+        self._swept.add(key)
         for run in status.hooks:
             hook = by_name.get(run.name)
-            if (run.stage == "confirmPromotion" and not run.done and hook is not None
+            if hook is None or hook.stage != run.stage:
+                continue
+            if run.done:
+                if sweep and hook.job is not None:  # a previous daemon's, maybe left over
+                    self._delete_job(namespace, job_name(name, uid, run.id))
+                continue
+            # A gate is asked again; a Job is looked for again (and adopted, never re-run).
+            if ((run.stage == "confirmPromotion" or hook.job is not None)
                     and not self.running(key, run.id)):
                 self.start(key, namespace, run, hook, payload(raw, spec, status, run))
         self.settle(key, status)
