@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from canaryd.core import jobhooks, machine
 from canaryd.core.hooks import HookReport
 from canaryd.core.hookspec import HookRun, job_name
-from canaryd.core.names import DNS1123_LABEL as DNS1123_LABEL_RE
 from canaryd.core.model import Phase, RolloutSpec, Verdict
+from canaryd.core.names import DNS1123_LABEL as DNS1123_LABEL_RE
 from tests.core.test_hooks_machine import URL, Driver
 from tests.core.test_machine import READY, T0
 
