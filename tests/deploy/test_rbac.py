@@ -26,6 +26,10 @@ NAMESPACE = "canaryd"  # where deploy/ runs canaryd, and so where its Lease live
 UNUSED_BY_DESIGN = {
     ("", "secrets", "get"): "webhook hooks signed with a secretRef (canaryd/adapters/secrets.py, "
                             "tests/hooks); this run has no hooks",
+    ("batch", "jobs", "create"): "Job hooks (canaryd/runtime/jobhooks.py, "
+                                 "tests/real/test_job_hooks_real.py); this run has no hooks",
+    ("batch", "jobs", "get"): "Job hooks: the Job is read until it finishes",
+    ("batch", "jobs", "delete"): "Job hooks: the Job is deleted once its outcome is recorded",
     ("canaryd.io", "rollouts", "create"): "POST /api/v1/rollouts creates the Rollout "
                                           "(canaryd/api/writer.py), and so does a "
                                           "RolloutPolicy (tests/api/test_gitops_train.py); "

@@ -51,7 +51,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 Exactly what canaryd calls on application namespaces (tests/deploy/test_rbac.py compares
 the kustomize ClusterRole with an end-to-end run's calls; the chart's equals it). `.cluster`
 adds the rollout cache's list and watch, which the namespaced scope grants cluster-wide
-on its own; `.hookSecrets` the webhook hooks' Secret reads.
+on its own; `.hookSecrets` the webhook hooks' Secret reads; `.jobHooks` the Job hooks' Jobs.
 */}}
 {{- define "canaryd.rules" -}}
 - apiGroups: ["canaryd.io"]
@@ -96,5 +96,10 @@ on its own; `.hookSecrets` the webhook hooks' Secret reads.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
+{{- if .jobHooks }}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "delete"]
 {{- end }}
 {{- end -}}
