@@ -137,6 +137,12 @@ def builtin_resources() -> list[ResourceDef]:
                               scale=ScalePaths(label_selector=".status.selector"))],
             short_names=["deploy"], categories=["all"], has_generation=True,
         ),
+        # Job hooks: the sandbox's simulated Job controller (jobs.py) finishes them.
+        ResourceDef(
+            group="batch", kind="Job", plural="jobs", singular="job", namespaced=True,
+            versions=[Version("v1", storage=True, status=True)], categories=["all"],
+            has_generation=True,
+        ),
         ResourceDef(
             group="coordination.k8s.io", kind="Lease", plural="leases", singular="lease",
             namespaced=True, versions=[Version("v1", storage=True)],

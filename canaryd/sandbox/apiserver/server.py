@@ -25,6 +25,7 @@ from canaryd.sandbox.apiserver.controllers import DeploymentController
 from canaryd.sandbox.apiserver.errors import ApiError, Obj
 from canaryd.sandbox.apiserver.faults import Faults, RequestRecord
 from canaryd.sandbox.apiserver.handlers import Api, json_response
+from canaryd.sandbox.apiserver.jobs import JobController
 from canaryd.sandbox.apiserver.lifecycle import Lifecycle
 from canaryd.sandbox.apiserver.store import Store
 
@@ -35,7 +36,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class ApiServer:
     def __init__(self, *, deployment_ready_delay: float = 0.5, bookmark_interval: float = 5.0,
-                 history_limit: int = 5000) -> None:
+                 history_limit: int = 5000, job_run_delay: float = 1.0) -> None:
         self.store = Store(history_limit=history_limit)
         self.registry = resources.Registry()
         for rdef in resources.builtin_resources():
@@ -47,6 +48,8 @@ class ApiServer:
         self.controller = DeploymentController(
             store=self.store, registry=self.registry, writer=self.writer,
             delay=deployment_ready_delay)
+        self.jobs = JobController(store=self.store, registry=self.registry, writer=self.writer,
+                                  delay=job_run_delay)
         self.api = Api(store=self.store, registry=self.registry, writer=self.writer,
                        faults=self.faults, audit=self.requests,
                        bookmark_interval=bookmark_interval)
@@ -77,6 +80,7 @@ class ApiServer:
 
     async def stop(self) -> None:
         self.controller.stop()
+        self.jobs.stop()
         self.lifecycle.stop()
         self.store.drop_watches()
         if self._runner is not None:
