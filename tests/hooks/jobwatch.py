@@ -17,12 +17,14 @@ from kubernetes_asyncio import client, watch
 from tests.e2e.support import NS
 
 
-def job_hook(name: str, stage: str, *, fail: bool = False, **extra: Any) -> dict[str, Any]:
-    """A Job hook; its pod labelled to fail (kwok's stage on the real control plane, the
-    emulator's simulation) when `fail`."""
+def job_hook(name: str, stage: str, *, fail: bool = False, runs: str | None = None,
+             **extra: Any) -> dict[str, Any]:
+    """A Job hook; its pod labelled to fail when `fail`, annotated to run for `runs` (both
+    read by kwok's stages on the real control plane and the emulator's simulation)."""
     labels = {"canaryd.io/test-outcome": "fail"} if fail else {}
+    notes = {"canaryd.io/test-duration": runs} if runs else {}
     return {"name": name, "stage": stage, "timeout": "60s", **copy.deepcopy(extra), "job": {
-        "spec": {"template": {"metadata": {"labels": labels}, "spec": {
+        "spec": {"template": {"metadata": {"labels": labels, "annotations": notes}, "spec": {
             "restartPolicy": "Never",
             "containers": [{"name": "test", "image": "busybox:1.36",
                             "command": ["sh", "-c", "wget -qO- http://podinfo-canary:9898"]}],
@@ -33,10 +35,16 @@ def job_hook(name: str, stage: str, *, fail: bool = False, **extra: Any) -> dict
 class Jobs:
     created: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> the Job as created
     deleted: set[str] = field(default_factory=set)  # uids
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> last seen
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def names(self) -> list[str]:
         return [j["metadata"]["name"] for j in self.created.values()]
+
+    def conditions(self) -> list[set[str]]:
+        """The True conditions of each Job created, as last seen."""
+        return [{c["type"] for c in (self.latest[u].get("status") or {}).get("conditions")
+                 or [] if c.get("status") == "True"} for u in self.created]
 
     def live(self) -> list[str]:
         return [j["metadata"]["name"] for u, j in self.created.items() if u not in self.deleted]
@@ -62,6 +70,7 @@ async def watching_jobs(api: client.ApiClient, hook: str) -> AsyncIterator[Jobs]
                     obj = event["raw_object"]
                     rv = obj["metadata"]["resourceVersion"]
                     uid = obj["metadata"].get("uid")
+                    seen.latest[uid] = obj
                     if event["type"] == "ADDED":
                         seen.created.setdefault(uid, obj)
                     elif event["type"] == "DELETED":

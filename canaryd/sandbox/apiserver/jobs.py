@@ -2,7 +2,8 @@
 no scheduler), so a Job is given the status a real Job controller would write for one pod
 that ran, `delay` seconds after it was created, marked as simulated in its condition messages.
 
-A Job whose pod template is labelled `canaryd.io/test-outcome: fail` fails (reason
+A pod template annotated `canaryd.io/test-duration` (e.g. "8s") makes it run that long
+instead. A Job whose pod template is labelled `canaryd.io/test-outcome: fail` fails (reason
 BackoffLimitExceeded, as one failed pod with backoffLimit 0 does); any other completes. The
 real Job path (the Job controller, pods completed or failed by kwok's stages on the same
 label) is the real control plane tier's (tests/real/test_job_hooks_real.py).
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 
+from canaryd.core.durations import parse_duration
 from canaryd.sandbox.apiserver.errors import ApiError, Obj
 from canaryd.sandbox.apiserver.resources import Registry
 from canaryd.sandbox.apiserver.store import Event, Store
 from canaryd.sandbox.apiserver.writes import Writer
 
 OUTCOME_LABEL = "canaryd.io/test-outcome"
+DURATION_ANNOTATION = "canaryd.io/test-duration"
 SIMULATED = "simulated by the canaryd sandbox: no pod ran"
 _KEY = "batch/jobs"
 
@@ -73,7 +76,15 @@ class JobController:
             self._timers[key] = loop.call_soon(self._write, key, {
                 "startTime": self.writer.clock(), "active": 1, "ready": 0, "terminating": 0})
             return
-        self._timers[key] = loop.call_later(self.delay, self._finish, key)
+        self._timers[key] = loop.call_later(self._duration(event.obj), self._finish, key)
+
+    def _duration(self, job: Obj) -> float:
+        meta = ((job.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        given = str((meta.get("annotations") or {}).get(DURATION_ANNOTATION, ""))
+        try:
+            return parse_duration(given) if given else self.delay
+        except ValueError:
+            return self.delay
 
     def _write(self, key: tuple[str, str], status: Obj) -> None:
         self._timers.pop(key, None)

@@ -31,6 +31,7 @@ import yaml
 
 from canaryd.sandbox.prometheus import _die_with_parent, free_loopback_port
 from canaryd.sandbox.realkube.binaries import Binaries, find_binaries
+from canaryd.sandbox.realkube.stages import stage_files
 
 log = structlog.get_logger("canaryd.realkube")
 
@@ -424,7 +425,7 @@ class RealKube:
             # marks every Node NotReady after its 50 s grace period, and each Pod with it.
             "--node-lease-duration-seconds=40",
         ]
-        for stage in self.binaries.stages:
+        for stage in stage_files(self.binaries, self._dir):
             argv += ["-c", str(stage)]
         return argv
 
