@@ -244,9 +244,12 @@ class HookRunner:
                 if sweep and hook.job is not None:  # a previous daemon's, maybe left over
                     self._delete_job(namespace, job_name(name, uid, run.id))
                 continue
-            # A gate is asked again; a Job is looked for again (and adopted, never re-run).
+            # A gate is asked again; a Job is looked for again (and adopted, never re-run),
+            # unless its answer is here already, waiting for the next decision.
+            answered = self._reports.get(key, {}).get(run.id)
             if ((run.stage == "confirmPromotion" or hook.job is not None)
-                    and not self.running(key, run.id)):
+                    and not self.running(key, run.id)
+                    and (answered is None or answered.outcome not in ("Passed", "Failed"))):
                 self.start(key, namespace, run, hook, payload(raw, spec, status, run))
         self.settle(key, status)
 
