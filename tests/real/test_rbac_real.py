@@ -1,8 +1,8 @@
 """RBAC for real: `kubectl apply -k deploy/` into a real control plane, then canaryd runs as
 its own ServiceAccount (a bound token from the TokenRequest API, not the admin token) through
-a full canary and a full blue-green rollout. kube-apiserver's audit log is the judge: no
-request of that account may be refused, and every permission deploy/ grants is used or
-listed in tests/deploy/test_rbac.py with the reason it is not."""
+a full canary (with a step Job hook) and a full blue-green rollout. kube-apiserver's audit
+log is the judge: no request of that account may be refused, and every permission deploy/
+grants is used or listed in tests/deploy/test_rbac.py with the reason it is not."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from tests.deploy.support import kubectl
 from tests.deploy.test_rbac import NAMESPACE, UNUSED_BY_DESIGN, installed_rules
 from tests.e2e.support import CONFIG, ROOT, TERMINAL, Kube, rollout_manifest
 from tests.e2e.test_bluegreen import manifest as bluegreen_manifest
+from tests.hooks.jobwatch import job_hook
 from tests.realkube import running
 
 SERVICE_ACCOUNT = f"system:serviceaccount:{NAMESPACE}:canaryd"
@@ -71,13 +72,16 @@ async def test_canaryd_runs_a_canary_and_a_blue_green_as_its_own_service_account
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CANARYD_LOG_LEVEL": "info"},
     )
     try:
-        await kube.create_rollout(rollout_manifest("podinfo-v2"))
+        # A step Job hook: the Job hooks' grants (batch/jobs create, get, delete) used too.
+        await kube.create_rollout(rollout_manifest("podinfo-v2",
+                                                   hooks=[job_hook("load", "step")]))
         await kube.wait_phase("podinfo-v2", {"Progressing"}, timeout=60)
         await kube.act("podinfo-v2", "pause")  # the controller clears the annotation: a patch
         await kube.wait_phase("podinfo-v2", {"Paused"}, timeout=30)
         await kube.act("podinfo-v2", "resume")
         status = await kube.wait_phase("podinfo-v2", TERMINAL, timeout=120)
         assert status["phase"] == "Succeeded", status["reason"]
+        assert [r["outcome"] for r in status["hooks"]] == ["Passed", "Passed"], status["hooks"]
         await kube.create_rollout(bluegreen_manifest(scaleDown=True))
         status = await kube.wait_phase("shop-v2", TERMINAL, timeout=120)
         assert status["phase"] == "Succeeded", status["reason"]
