@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
 from canaryd.adapters.jobs import Jobs
 from canaryd.core import jobhooks
 from canaryd.core.hookspec import Hook, HookRun
 from canaryd.runtime.jobhooks import run_job
 from canaryd.sandbox.apiserver import ApiServer
+from canaryd.sandbox.testing import kube_client
 
 NS = "default"
 UID = "6f1c2b9e-0000-4000-8000-000000000001"
@@ -33,17 +34,8 @@ def run(asks: int = 0) -> HookRun:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[client.ApiClient]:
-    srv = ApiServer(job_run_delay=0.2)
-    await srv.start(host="127.0.0.1", port=0)
-    path = tmp_path / "kubeconfig"
-    srv.write_kubeconfig(path)
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(path), client_configuration=cfg)
-    try:
-        async with client.ApiClient(configuration=cfg) as c:
-            yield c
-    finally:
-        await srv.stop()
+    async with ApiServer(job_run_delay=0.2) as srv, kube_client(srv, tmp_path) as api:
+        yield api
 
 
 class Reports(list[tuple[str, str, int]]):
