@@ -30,7 +30,7 @@ async def test_apply_k_deploy_creates_everything_and_reapplies_cleanly(kubeconfi
         "namespace/canaryd",
         *(f"customresourcedefinition.apiextensions.k8s.io/{name}" for name in (
             "destinationrules.networking.istio.io", "httproutes.gateway.networking.k8s.io",
-            "httproutes.policy.linkerd.io", "rollouts.canaryd.io",
+            "httproutes.policy.linkerd.io", "rollouts.canaryd.io", "rolloutpolicies.canaryd.io",
             "trafficsplits.split.smi-spec.io", "virtualservices.networking.istio.io")),
         "serviceaccount/canaryd",
         "role.rbac.authorization.k8s.io/canaryd-leader-election",
