@@ -73,6 +73,9 @@ class Observations:
     stable_scaled_down: bool | None = None
     hooks: tuple[HookReport, ...] = ()  # what hook calls came back with
     release: rel.ReleaseObservation | None = None  # both Deployments, for a release
+    # What the last round asked for and could not do (the API refused or failed the write):
+    # asked for again while the world differs from the status, and shown as Degraded.
+    action_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -425,6 +428,8 @@ def decide(ctx: Context, status: RolloutStatus, obs: Observations, now: datetime
                 _progressing(b, ctx, obs)
             elif phase in (P.PROMOTING, P.ROLLING_BACK):
                 _converging(b, ctx, obs)
+    if obs.action_error is not None and b.problem is None and not b.status.phase.terminal:
+        b.problem = ("ActionFailed", f"retrying: {obs.action_error}"[:REASON_WRITTEN])
     if b.status.phase not in (P.PROGRESSING, P.PAUSED):
         hooking.cancel_gates(b)
     if b.status.phase is P.ROLLING_BACK and phase is not P.ROLLING_BACK:

@@ -100,6 +100,7 @@ class Controller:
         if kind == "DELETED":
             self.queue.forget(key)
             self.reporter.forget(key)
+            self.reconciler.action_errors.pop(key, None)
             self.hooks.settle(key, None)
             return
         self.retention.changed(kind, obj)

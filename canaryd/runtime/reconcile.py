@@ -98,6 +98,20 @@ def _spec(raw: dict[str, Any], settings: Settings, ctx: machine.Context, status:
         return None, ctx, f"invalid rollout: {exc}"
 
 
+def _action_text(action: object) -> str:
+    """An action as the Degraded condition names it."""
+    if isinstance(action, PrepareCanary):
+        return f"starting the canary {action.deployment}"
+    if isinstance(action, CopyTemplate):
+        return f"copying the pod template of {action.source} to {action.target}"
+    if isinstance(action, machine.ScaleDown):
+        return f"scaling {action.deployment} to zero"
+    if isinstance(action, machine.SetWeights):
+        weights = action.weights
+        return f"setting the router to {weights.stable}/{weights.canary}"
+    return type(action).__name__
+
+
 class Reconciler:
     def __init__(
         self, *, api: client.ApiClient, store: RolloutStore, cache: RolloutCache,
@@ -110,6 +124,8 @@ class Reconciler:
         self.reporter, self.metrics = reporter, metrics
         self.identity, self.may_write = identity, may_write
         self.hooks = hooks
+        # Per rollout: the action the last round could not do (Observations.action_error).
+        self.action_errors: dict[str, str] = {}
 
     # ------------------------------------------------------------------ observe
 
@@ -141,6 +157,7 @@ class Reconciler:
             blocking=arb.blocking if arb else None, waiting_for=arb.waiting_for if arb else None,
             superseded_by=arb.superseded_by if arb else None, shared=arb.shared if arb else None,
             hooks=self.hooks.reports(key) if self.hooks is not None else (),
+            action_error=self.action_errors.get(key),
         )
         router = make_router(self.api, ref.namespace, spec) if spec is not None else None
         if spec is not None and router is not None:
@@ -264,6 +281,9 @@ class Reconciler:
                               error=str(exc)[:300])
                 self.metrics.kube_errors.labels(operation="set_weights").inc()
                 requeue, failed = 1.0, True
+                self.action_errors[w.key] = f"{_action_text(action)} failed: {exc}"[:300]
+        if not failed:
+            self.action_errors.pop(w.key, None)
         if decision.clear_action and not failed:
             try:
                 self.cache.put(await self.store.clear_action(w.ref, rv))

@@ -36,6 +36,8 @@ class World:
         self.stable = deployment("stable", V1, 4)
         self.canary = deployment("canary", V1, 0)
         self.log: list[str] = []
+        self.refused: tuple[type, ...] = ()  # actions the API refuses (not done)
+        self.error: str | None = None  # what the last tick could not do, as the runtime keeps
 
     def _settle(self, d: rel.DeploymentView) -> rel.DeploymentView:
         return replace(d, observed_generation=d.generation, updated=d.replicas,
@@ -48,12 +50,16 @@ class World:
             self.stable, self.canary = self._settle(self.stable), self._settle(self.canary)
         obs.setdefault("weights", self.router)
         obs.setdefault("release", rel.ReleaseObservation(self.stable, self.canary))
+        obs.setdefault("action_error", self.error)
         decision = machine.decide(self.ctx, self.status, machine.Observations(**obs),  # type: ignore[arg-type]
                                   self.now)
         self.status = decision.status
+        self.error = None
         for a in decision.actions:
             self.log.append(type(a).__name__)
-            if isinstance(a, machine.SetWeights):
+            if isinstance(a, self.refused):
+                self.error = f"{type(a).__name__} failed: 422 held"
+            elif isinstance(a, machine.SetWeights):
                 self.router = a.weights
             elif isinstance(a, rel.PrepareCanary):
                 c = self.canary
@@ -245,6 +251,41 @@ def test_a_lost_action_is_asked_for_again_and_nothing_is_done_twice() -> None:
     assert w.log.count("CopyTemplate") == 1, "stable's own rollout is waited for, not redone"
     w.until(Phase.SUCCEEDED)
     assert w.log.count("CopyTemplate") == 1 and w.log.count("ScaleDown") == 1
+
+
+def degraded(w: World) -> tuple[str, str] | None:
+    c = next((c for c in w.status.conditions if c.type == "Degraded"), None)
+    return (c.reason, c.message) if c is not None and c.status == "True" else None
+
+
+def test_a_refused_shift_back_or_scale_down_is_asked_for_again_and_shown_degraded() -> None:
+    """The API refuses the router write after promotion, then the canary's scale-down (an
+    admission policy, RBAC): the rollout holds where it is, asks again every tick, says so
+    as Degraded=True, and goes on once the write goes through, nothing recorded twice."""
+    w = World()
+    w.until(Phase.PROGRESSING)
+    w.tick(action="promote")
+    w.refused = (machine.SetWeights, machine.ScaleDown)
+    w.until(Phase.PROMOTING)
+    for _ in range(5):
+        w.tick()
+    r = w.status.release
+    assert r is not None and r.stage == "TrafficToStable" and w.router.canary == 10
+    assert w.status.weights == Weights(stable=100, canary=0), "the intent is recorded"
+    assert degraded(w) == ("ActionFailed", "retrying: SetWeights failed: 422 held")
+    assert w.log.count("SetWeights") >= 5 and w.log.count("ScaleDown") == 0
+    history = len(w.status.history)
+    w.refused = (machine.ScaleDown,)
+    for _ in range(5):
+        w.tick()
+    assert w.router == Weights(stable=100, canary=0) and w.canary.replicas > 0
+    assert w.status.release is not None and w.status.release.stage == "CanaryScaleDown"
+    assert degraded(w) == ("ActionFailed", "retrying: ScaleDown failed: 422 held")
+    assert len(w.status.history) == history and w.status.phase is Phase.PROMOTING
+    w.refused = ()
+    w.until(Phase.SUCCEEDED)
+    assert degraded(w) is None and w.canary.replicas == 0
+    assert [h.trigger for h in w.status.history][-2:] == ["StableUpdated", "TrafficConfirmed"]
 
 
 def test_every_release_edge_of_the_table_is_taken() -> None:

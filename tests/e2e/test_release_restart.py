@@ -130,25 +130,26 @@ class Write:
     resource: str  # as RBAC and admission name it, with its subresource
     name: str
     probe: Callable[[Kube], Awaitable[object]]
-    action: str  # the action canaryd logs as not done while the write is refused
+    action: str  # what canaryd's Degraded condition names while the write is refused
 
 
 ROUTER = Write("networking.istio.io", "virtualservices", "podinfo", lambda k: (
     k.custom.patch_namespaced_custom_object(
         "networking.istio.io", "v1", NS, "virtualservices", "podinfo",
         {"metadata": {"annotations": {"test/probe": "1"}}}, dry_run="All",
-        _content_type=MERGE)), "SetWeights")
+        _content_type=MERGE)), "setting the router to 100/0")
 STABLE_TEMPLATE = Write("apps", "deployments", "podinfo-stable", lambda k: (
     k.apps.patch_namespaced_deployment(
         "podinfo-stable", NS, {"metadata": {"annotations": {"test/probe": "1"}}},
-        dry_run="All")), "CopyTemplate")
+        dry_run="All")), "copying the pod template of podinfo-canary to podinfo-stable")
 CANARY_START = Write("apps", "deployments", "podinfo-canary", lambda k: (
     k.apps.patch_namespaced_deployment(
         "podinfo-canary", NS, {"metadata": {"annotations": {"test/probe": "1"}}},
-        dry_run="All")), "PrepareCanary")
+        dry_run="All")), "starting the canary podinfo-canary")
 CANARY_SCALE = Write("apps", "deployments/scale", "podinfo-canary", lambda k: (
     k.apps.patch_namespaced_deployment_scale(
-        "podinfo-canary", NS, {"spec": {"replicas": 0}}, dry_run="All")), "ScaleDown")
+        "podinfo-canary", NS, {"spec": {"replicas": 0}}, dry_run="All")),
+    "scaling podinfo-canary to zero")
 
 
 async def refused(kube: Kube, write: Write) -> bool:
@@ -166,7 +167,6 @@ class Release:
         self.sandbox, self.kube, self.api, self.log = sandbox, kube, api, log
         self.logfile = log.open("ab")
         self.proc = spawn(sandbox, self.logfile)
-        self.log_from = 0  # what the running daemon wrote starts here
         self.restarts: list[float] = []  # when each new daemon was started
         self.seen: list[float] = []  # when each boundary was seen (and the daemon killed)
         self.figures: list[str] = []
@@ -215,23 +215,23 @@ class Release:
 
         await eventually(accepted, timeout=30, what=f"writes to {write.resource} accepted")
 
-    def refusals(self, write: Write) -> int:
-        """How often the running daemon logged `write` refused (and going to retry)."""
-        lines = self.log.read_bytes()[self.log_from:].splitlines()
-        return sum(1 for line in lines
-                   if b"will retry" in line and f'"{write.action}"'.encode() in line)
+    @staticmethod
+    def refused(status: dict[str, Any], write: Write) -> bool:
+        """Whether the Rollout says canaryd had `write` refused (Degraded, retrying)."""
+        return any(c["type"] == "Degraded" and c["status"] == "True"
+                   and c["reason"] == "ActionFailed" and write.action in c["message"]
+                   for c in status.get("conditions") or [])
 
     async def kill_at(self, what: str, write: Write,
                       boundary: Callable[[dict[str, Any]], Awaitable[bool]]) -> dict[str, Any]:
-        """Wait until the Rollout and the objects show `boundary` and the daemon has had
-        `write` refused, SIGKILL it, and return the status it left."""
+        """Wait until the Rollout and the objects show `boundary` and the Rollout says the
+        daemon had `write` refused, SIGKILL it, and return the status it left."""
         seen: dict[str, Any] = {}
 
         async def there() -> dict[str, Any] | None:
             status = await self.kube.status("podinfo-v2")
-            seen.update(status=status, router=await self.kube.vs_weights(),
-                        refusals=self.refusals(write))
-            if await boundary(status) and seen["refusals"] >= 1:
+            seen.update(status=status, router=await self.kube.vs_weights())
+            if await boundary(status) and self.refused(status, write):
                 return status
             return None
 
@@ -247,8 +247,6 @@ class Release:
         return await self.kube.status("podinfo-v2")
 
     def restart(self) -> None:
-        self.logfile.flush()
-        self.log_from = self.log.stat().st_size
         self.proc = spawn(self.sandbox, self.logfile)
         self.restarts.append(time.monotonic())
 
@@ -259,6 +257,8 @@ class Release:
                             f"{time.monotonic() - self.restarts[-1]:.1f}s")
         print(f"{verdict}, {backend(self.sandbox)}: " + "; ".join(self.figures))
         assert status["phase"] == verdict, status["reason"]
+        assert not any(c["type"] == "Degraded" and c["status"] == "True"
+                       for c in status["conditions"]), status["conditions"]
         return status
 
     def close(self) -> None:
