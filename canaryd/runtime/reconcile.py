@@ -44,6 +44,7 @@ from canaryd.runtime.report import Reporter
 log = structlog.get_logger("canaryd.controller")
 RELEASE_PHASES = (Phase.PENDING, Phase.PROMOTING, Phase.ROLLING_BACK)  # both Deployments read
 UNREADABLE_RECHECK = 10.0  # seconds: a rollout left alone is looked at again this often
+ACTION_FAILED_ROUNDS = 2  # rounds in a row an action failed before the rollout says so
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,10 @@ def _spec(raw: dict[str, Any], settings: Settings, ctx: machine.Context, status:
         return None, ctx, f"invalid rollout: {exc}"
 
 
+def _persistent(failed: tuple[str, int] | None) -> str | None:
+    return failed[0] if failed is not None and failed[1] >= ACTION_FAILED_ROUNDS else None
+
+
 def _action_text(action: object) -> str:
     """An action as the Degraded condition names it."""
     if isinstance(action, PrepareCanary):
@@ -124,8 +129,9 @@ class Reconciler:
         self.reporter, self.metrics = reporter, metrics
         self.identity, self.may_write = identity, may_write
         self.hooks = hooks
-        # Per rollout: the action the last round could not do (Observations.action_error).
-        self.action_errors: dict[str, str] = {}
+        # Per rollout: the action the last rounds could not do, and in how many rounds in a
+        # row (Observations.action_error from the second on: one lost race is no news).
+        self.action_errors: dict[str, tuple[str, int]] = {}
 
     # ------------------------------------------------------------------ observe
 
@@ -157,7 +163,7 @@ class Reconciler:
             blocking=arb.blocking if arb else None, waiting_for=arb.waiting_for if arb else None,
             superseded_by=arb.superseded_by if arb else None, shared=arb.shared if arb else None,
             hooks=self.hooks.reports(key) if self.hooks is not None else (),
-            action_error=self.action_errors.get(key),
+            action_error=_persistent(self.action_errors.get(key)),
         )
         router = make_router(self.api, ref.namespace, spec) if spec is not None else None
         if spec is not None and router is not None:
@@ -253,7 +259,7 @@ class Reconciler:
                   bound: Any) -> float | None:
         """The decision's router writes and scale-down, then the consumed action cleared.
         The requeue the decision asked for (1 s, and the action kept, when a write failed)."""
-        requeue, failed = decision.requeue_after, False
+        requeue, failed, failure = decision.requeue_after, False, ""
         if self.hooks is not None and w.spec is not None:
             self.hooks.act(w.key, w.raw, w.spec, decision.status, decision.actions, w.ctx.hooks)
         for action in decision.actions:
@@ -281,8 +287,11 @@ class Reconciler:
                               error=str(exc)[:300])
                 self.metrics.kube_errors.labels(operation="set_weights").inc()
                 requeue, failed = 1.0, True
-                self.action_errors[w.key] = f"{_action_text(action)} failed: {exc}"[:300]
-        if not failed:
+                failure = f"{_action_text(action)} failed: {exc}"[:300]
+        if failed:
+            rounds = self.action_errors.get(w.key, ("", 0))[1] + 1
+            self.action_errors[w.key] = (failure, rounds)
+        else:
             self.action_errors.pop(w.key, None)
         if decision.clear_action and not failed:
             try:
