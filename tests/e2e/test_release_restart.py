@@ -4,7 +4,9 @@
   out there);
 - during the shift back to stable (100/0 recorded, the router not yet written) and during the
   canary's scale-down (traffic verified on stable, the canary not yet at zero), after a
-  promotion and after a rollback, on the emulator and the real kube-apiserver.
+  promotion and after a rollback (and during the shift back of a rollback that keeps the
+  canary at zero traffic), on the emulator and the real kube-apiserver; during the template
+  copy onto stable and during the canary's start, the same way.
 Each restarted daemon converges to the steady state: 100/0 on the router, stable running the
 promoted (or, after a rollback, the previous) version and available, the canary at zero, a
 terminal phase with the right verdict; every transition once, each Deployment's spec and each
@@ -455,6 +457,55 @@ async def test_sigkill_during_the_canary_start_the_shift_back_and_the_scale_down
         # generation, as they are copied to its ReplicaSets)
         await steady(kube, was, stable_images=was.stable_images, stable_writes=0,
                      router_writes=2, canary_writes=3)
+    finally:
+        run.close()
+        await api.close()
+
+
+async def test_sigkill_during_the_shift_back_of_a_rollback_that_keeps_the_canary(
+    sandbox: Sandbox, tmp_path: Path,
+) -> None:
+    """workloads.keepOnRollback: the restarted daemon puts traffic back on stable and leaves
+    the rolled-back version running at zero traffic, for inspection."""
+    api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    kube = Kube(api)
+    run = Release(sandbox, kube, api, tmp_path / "daemon.log")
+    try:
+        was = await before(kube)
+        body = rollout_manifest(version=IMAGE, plan={"steps": [{"weight": 20, "pause": "10m"}]})
+        body["spec"]["workloads"]["keepOnRollback"] = True
+        await kube.create_rollout(body)
+
+        async def at_step_1() -> bool:
+            return await kube.vs_weights() == {"stable": 80, "canary": 20}
+
+        await eventually(at_step_1, timeout=60, what="step 1's weights")
+        await run.hold(ROUTER)
+        await kube.annotate_deployment("podinfo-canary",
+                                       **{"sandbox.canaryd.io/error-ratio": "0.2"})
+
+        async def shifting_back(s: dict[str, Any]) -> bool:
+            return (s.get("phase") == "RollingBack" and pair(s.get("weights")) == (100, 0)
+                    and await kube.vs_weights() == {"stable": 80, "canary": 20})
+
+        left = await run.kill_at("the rollback's shift to stable recorded, refused", ROUTER,
+                                 shifting_back)
+        assert await shifting_back(left), left
+        await run.lift(ROUTER)
+        run.restart()
+        status = await run.end("RolledBack")
+        assert [h["trigger"] for h in status["history"]] == [
+            "CanaryReady", "AnalysisFailed", "TrafficConfirmed"]
+        assert "kept at zero traffic for inspection" in status["reason"]
+        assert await kube.vs_weights() == {"stable": 100, "canary": 0}
+        canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
+        assert canary.spec.replicas == status["release"]["canaryReplicas"] > 0
+        assert [c.image for c in canary.spec.template.spec.containers] == [IMAGE]
+        # The image and replicas in one write, the test's annotation; no scale-down.
+        assert canary.metadata.generation == was.canary_generation + 2
+        stable = await kube.apps.read_namespaced_deployment("podinfo-stable", NS)
+        assert stable.metadata.generation == was.stable_generation, "stable never touched"
+        assert [c.image for c in stable.spec.template.spec.containers] == was.stable_images
     finally:
         run.close()
         await api.close()
