@@ -194,8 +194,8 @@ def policy_crd() -> dict[str, Any]:
                                     "type": "object",
                                     "description": "Written by canaryd only: the template "
                                     "last acted on (observedTemplateHash), the rollout last "
-                                    "started (lastRollout, lastVersion), conditions Ready "
-                                    "and Waiting.",
+                                    "started (lastRollout, lastVersion), how many it "
+                                    "started, conditions Ready and Waiting.",
                                     "x-kubernetes-preserve-unknown-fields": True,
                                 },
                             },

@@ -15,10 +15,10 @@ until it has finished, as `onChange` says.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -32,6 +32,7 @@ from canaryd.core.settings import Settings
 POLICY_KIND = "RolloutPolicy"
 POLICY_PLURAL = "rolloutpolicies"
 POLICY_LABEL = "canaryd.io/policy"  # on each Rollout a policy starts: the policy's name
+START_ANNOTATION = "canaryd.io/policy-start"  # and which of the policy's starts it is (1, 2..)
 HASH_CHARS = 10  # of the template hash, in the rollout's name
 MAX_NAME = 63 - 1 - HASH_CHARS  # the rollout's name stays a DNS label
 READY, WAITING = "Ready", "Waiting"
@@ -78,6 +79,8 @@ class PolicyStatus(Model):
                                      description="the rollout it last started")
     last_version: str | None = Field(default=None, max_length=512,
                                      description="that rollout's version (the image)")
+    started: Annotated[int, Field(ge=0)] = Field(
+        default=0, description="how many rollouts the policy has started")
     conditions: list[Condition] = Field(default_factory=list, max_length=64)
     controller: str | None = None
 
@@ -154,12 +157,12 @@ class Active:
 @dataclass(frozen=True)
 class View:
     """What one look saw: both Deployments, the active rollouts on the policy's objects, and
-    whether the rollout for the canary's current template exists already."""
+    the rollouts the policy started that still exist (name -> which start it was)."""
 
     canary: rel.DeploymentView
     stable: rel.DeploymentView
     active: tuple[Active, ...] = ()
-    existing: bool = False
+    mine: Mapping[str, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class Start:
     version: str
     template_hash: str
     supersede: bool
+    start: int = 1  # the policy's start number (status.started after it)
 
 
 @dataclass(frozen=True)
@@ -248,14 +252,14 @@ def decide(name: str, generation: int | None, spec: PolicySpec | None, invalid: 
         # done, or the canary put back as stable has it).
         return Decision(_status(status, now, generation, watching, idle,
                                 observed_template_hash=h))
-    rollout = rollout_name(name, h)
     image, error = version_of(spec, canary)
     if image is None:
         return broken("InvalidSpec", f"invalid policy: {error}")
-    if view.existing:  # started before (this replica before a restart, or another one)
+    rollout, found = naming(name, h, status, view.mine)
+    if found is not None:  # started before (this replica before a restart, or another one)
         return Decision(_status(status, now, generation, watching, idle,
                                 observed_template_hash=h, last_rollout=rollout,
-                                last_version=image))
+                                last_version=image, started=max(status.started, found)))
     others = [a for a in view.active if a.name != rollout]
     if others and spec.on_change == "wait":
         message = (f"template {h} ({image}) waits for rollout {others[0].name} "
@@ -264,13 +268,33 @@ def decide(name: str, generation: int | None, spec: PolicySpec | None, invalid: 
                         event=_event_once(status, WAITING, "True", "Waiting", message, False))
     superseding = f"; supersedes {', '.join(a.name for a in others)}" if others else ""
     start = Start(name=rollout, version=image, template_hash=h,
-                  supersede=spec.on_change == "supersede")
+                  supersede=spec.on_change == "supersede", start=status.started + 1)
     message = f"{canary.name}'s pod template changed ({h}): started rollout {rollout} of " \
               f"{image}{superseding}"
     return Decision(
         _status(status, now, generation, (True, "Started", message), idle,
-                observed_template_hash=h, last_rollout=rollout, last_version=image),
+                observed_template_hash=h, last_rollout=rollout, last_version=image,
+                started=start.start),
         start=start, event=("RolloutStarted", message, False))
+
+
+def naming(policy: str, h: str, status: PolicyStatus, mine: Mapping[str, int | None],
+           ) -> tuple[str, int | None]:
+    """The rollout for this change of template, and its start number if it exists already.
+
+    `<policy>-<hash10>`, unless that name belongs to an earlier start of the same template
+    (a git revert to a version released before, or a rolled-back one tried again after
+    another): then `<policy>-<hash10>-<start>`. The first look of a policy (no status yet)
+    takes an existing rollout of the template as already started: a policy re-created with
+    the same name never re-releases what its predecessor released or rolled back."""
+    base, nxt = rollout_name(policy, h), status.started + 1
+    if base not in mine:
+        return base, None
+    seen = mine[base]
+    if status.observed_template_hash is None or seen is None or seen >= nxt:
+        return base, seen or nxt
+    again = f"{base}-{nxt}"
+    return again, (mine[again] or nxt) if again in mine else None
 
 
 def rollout_body(policy: Mapping[str, Any], start: Start) -> dict[str, Any]:
@@ -284,9 +308,26 @@ def rollout_body(policy: Mapping[str, Any], start: Start) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION, "kind": KIND,
         "metadata": {"name": start.name, "namespace": meta.get("namespace"),
-                     "labels": {POLICY_LABEL: str(meta.get("name"))}},
+                     "labels": {POLICY_LABEL: str(meta.get("name"))},
+                     "annotations": {START_ANNOTATION: str(start.start)}},
         "spec": spec,
     }
+
+
+def started_by(namespace: str, policy: str, rollouts: Iterable[Mapping[str, Any]],
+               ) -> dict[str, int | None]:
+    """The rollouts of `namespace` labelled as started by `policy`: name -> start number
+    (None when the annotation is missing or unreadable)."""
+    out: dict[str, int | None] = {}
+    for obj in rollouts:
+        meta = obj.get("metadata") or {}
+        if meta.get("namespace") != namespace or \
+                (meta.get("labels") or {}).get(POLICY_LABEL) != policy:
+            continue
+        raw = (meta.get("annotations") or {}).get(START_ANNOTATION)
+        out[str(meta.get("name"))] = int(raw) if isinstance(raw, str) and raw.isdigit() \
+            and len(raw) < 10 else None
+    return out
 
 
 def claims(spec: Mapping[str, Any]) -> frozenset[targets.Claim]:

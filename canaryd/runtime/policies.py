@@ -123,10 +123,9 @@ class Policies:
         plan = rel.ReleasePlan(stable=spec.workloads.stable, canary=spec.workloads.canary)
         seen = await self.releases.observe(namespace, plan, autoscalers=False)
         entries = [(self.cache.entry(o), o) for o in self.cache.values()]
-        rollout = policy.rollout_name(name, seen.canary.template_hash)
         return policy.View(canary=seen.canary, stable=seen.stable,
                            active=policy.active_on(namespace, name, raw_spec, entries),
-                           existing=f"{namespace}/{rollout}" in self.cache)
+                           mine=policy.started_by(namespace, name, self.cache.values()))
 
     async def look(self, obj: dict[str, Any]) -> policy.Decision:
         """One look at one policy: decide, start (if asked), record, tell."""

@@ -55,6 +55,7 @@ class Target:
         self.stable = deployment("podinfo-stable", f"{IMAGE}:6.7.1", "stable")
         self.canary = deployment("podinfo-canary", f"{IMAGE}:6.7.1", "canary")
         self.rollouts: dict[str, str] = {}  # name -> phase
+        self.starts: dict[str, int] = {}  # name -> the policy's start number
         self.started: list[policy.Start] = []
         self.events: list[tuple[str, str, bool]] = []
 
@@ -65,16 +66,17 @@ class Target:
 
     def look(self) -> policy.Decision:
         self.now += timedelta(seconds=1)
-        h = self.canary.template_hash
         view = View(canary=self.canary, stable=self.stable,
                     active=tuple(Active(n, p, True) for n, p in self.rollouts.items()
                                  if not Phase(p).terminal),
-                    existing=policy.rollout_name("podinfo", h) in self.rollouts)
+                    mine=dict(self.starts))
         d = policy.decide("podinfo", 1, self.spec, self.invalid, self.status, view, self.now)
         self.status = d.status
         if d.start is not None:
             self.started.append(d.start)
-            self.rollouts.setdefault(d.start.name, "Pending")
+            assert d.start.name not in self.rollouts, "create-if-absent: never twice"
+            self.rollouts[d.start.name] = "Pending"
+            self.starts[d.start.name] = d.start.start
         if d.event is not None:
             self.events.append(d.event)
         return d
@@ -108,7 +110,7 @@ def test_a_changed_template_starts_one_rollout_and_a_reapply_starts_nothing() ->
     h = t.apply(f"{IMAGE}:6.8.0")
     d = t.look()
     assert d.start == policy.Start(name=f"podinfo-{h[:10]}", version=f"{IMAGE}:6.8.0",
-                                   template_hash=h, supersede=True)
+                                   template_hash=h, supersede=True, start=1)
     assert t.status.observed_template_hash == h
     assert t.status.last_rollout == f"podinfo-{h[:10]}"
     assert t.status.last_version == f"{IMAGE}:6.8.0"
@@ -231,7 +233,10 @@ def test_the_rollout_is_the_policy_spec_with_the_version_and_template() -> None:
     start = policy.Start("podinfo-0123456789", f"{IMAGE}:6.8.0", "0123456789ab", False)
     rollout = policy.rollout_body(body, start)
     assert rollout["metadata"] == {"name": "podinfo-0123456789", "namespace": "demo",
-                                   "labels": {"canaryd.io/policy": "podinfo"}}
+                                   "labels": {"canaryd.io/policy": "podinfo"},
+                                   "annotations": {"canaryd.io/policy-start": "1"}}
+    assert policy.started_by("demo", "podinfo", [rollout, {**rollout, "metadata": {
+        **rollout["metadata"], "name": "other", "labels": {}}}]) == {"podinfo-0123456789": 1}
     assert "onChange" not in rollout["spec"]
     parsed = RolloutSpec.model_validate(rollout["spec"])
     assert (parsed.version, parsed.template_hash, parsed.supersede) == (
@@ -282,3 +287,36 @@ def test_the_docs_example_is_the_shipped_one() -> None:
                         re.DOTALL)
     (doc,) = [yaml.safe_load(b) for b in blocks if "kind: RolloutPolicy" in b]
     assert doc == EXAMPLE
+
+
+def test_a_git_revert_to_a_released_version_is_released_again_once() -> None:
+    t = Target()
+    t.look()
+    h2 = t.apply(f"{IMAGE}:6.8.0")
+    t.look()
+    t.rollouts[policy.rollout_name("podinfo", h2)] = "Succeeded"
+    t.stable = deployment("podinfo-stable", f"{IMAGE}:6.8.0", "stable")
+    t.apply(f"{IMAGE}:6.9.1")
+    t.look()
+    t.rollouts[t.started[-1].name] = "Succeeded"
+    t.stable = deployment("podinfo-stable", f"{IMAGE}:6.9.1", "stable")
+    before = t.status
+    # git revert: the canary back to 6.8.0, whose rollout (start 1) still exists.
+    t.apply(f"{IMAGE}:6.8.0")
+    d = t.look()
+    assert d.start is not None and d.start.name == f"podinfo-{h2[:10]}-3" and d.start.start == 3
+    assert t.status.started == 3 and t.status.last_rollout == d.start.name
+    assert t.look().start is None
+    # Had the status write been lost after the create: found by its start number.
+    t.status = before
+    d = t.look()
+    assert d.start is None and t.status.last_rollout == f"podinfo-{h2[:10]}-3"
+    assert t.status.started == 3
+    # A policy re-created (no status) never re-releases what exists: the rolled-back
+    # template below stays rolled back.
+    h3 = t.apply(f"{IMAGE}:6.9.0")
+    t.look()
+    t.rollouts[policy.rollout_name("podinfo", h3)] = "RolledBack"
+    t.status = PolicyStatus()
+    assert t.look().start is None and t.status.started == 4
+    assert [s.start for s in t.started] == [1, 2, 3, 4]

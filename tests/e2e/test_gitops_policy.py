@@ -6,7 +6,8 @@ against the emulator and the real control plane), in the full sandbox with real 
 (5% errors) and is rolled back (stable still 6.8.0), 6.9.1 is promoted; through Prometheus,
 until its verdict the version under test never took more than its step's share, and after
 each release the version that left takes nothing. Re-applying 6.9.1 (and changing the
-Deployment outside its pod template) starts nothing. A change applied while a rollout runs
+Deployment outside its pod template) starts nothing; a git revert to 6.8.0 releases it
+again. A change applied while a rollout runs
 supersedes it: the running one is rolled back, then the new template is rolled out."""
 
 from __future__ import annotations
@@ -192,7 +193,18 @@ async def test_gitops_releases_through_kubectl_apply_of_the_canary(
         await eventually(looked, timeout=20, what="two looks")
         assert await k.names() == before
         assert (await k.policy())["status"]["lastRollout"] == started[-1]
-    assert len(before) == 3
+        assert len(before) == 3
+
+        # git revert to 6.8.0: released before (its rollout still exists), released again
+        # as the policy's 4th start, from 6.9.1.
+        await apply(sandbox, canary_file(tmp_path, "6.8.0"))
+        again = await k.started("6.8.0")
+        assert again == f"{started[0]}-4", (again, started)
+        status = await k.wait_phase(again, TERMINAL, timeout=120)
+        assert status["phase"] == "Succeeded", status["reason"]
+        assert status["release"]["from"]["images"] == {"podinfo": f"{IMAGE}:6.9.1"}
+        assert await k.images("podinfo-stable") == [f"{IMAGE}:6.8.0"]
+        assert (await k.policy())["status"]["started"] == 4
 
 
 async def test_a_change_during_a_rollout_supersedes_it(
