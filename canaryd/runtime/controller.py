@@ -80,7 +80,7 @@ class Controller:
                                    keep=lambda: self.settings().controller.keep_finished)
         self.policies = Policies(api=api, rollouts=self.store, cache=self.cache,
                                  identity=identity, clock=clock, may_write=may_write,
-                                 settings=settings)
+                                 settings=settings, metrics=metrics)
         self._informer = Informer(self.store, self.cache, self._changed)
         self.notifier = Notifier(settings=settings, cache=self.cache, store=self.store,
                                  may_write=may_write, registry=metrics.registry, clock=clock)

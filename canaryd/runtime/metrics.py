@@ -97,6 +97,16 @@ class DaemonMetrics:
             "condition)", ["namespace", "rollout", "reason"], registry=r,
         )
         self.leader = Gauge("canaryd_leader", "1 when this replica drives rollouts", registry=r)
+        self.policy_starts = Counter(
+            "canaryd_policy_rollouts_started",
+            "Rollouts a RolloutPolicy started (created by this replica)", registry=r)
+        self.policy_looks = Counter(
+            "canaryd_policy_looks",
+            "Looks at a RolloutPolicy's Deployments (outcome: ok, or error)", ["outcome"],
+            registry=r)
+        self.policies_not_ready = Gauge(
+            "canaryd_policies_not_ready",
+            "RolloutPolicies whose Ready condition is False (see the condition)", registry=r)
         for phase in [*(p.value for p in Phase), UNKNOWN]:
             self.rollouts.labels(phase=phase)
         for ended in TERMINAL_PHASES:  # from 0, so that rate() sees the first one end

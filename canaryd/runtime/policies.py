@@ -30,6 +30,7 @@ from canaryd.core import policy, reading
 from canaryd.core import release as rel
 from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
+from canaryd.runtime.metrics import DaemonMetrics
 
 log = structlog.get_logger("canaryd.policies")
 POLL_MIN = 0.5  # seconds between two looks at one policy's Deployments
@@ -39,12 +40,15 @@ PARALLEL = 16
 class Policies:
     def __init__(self, *, api: client.ApiClient, rollouts: RolloutStore, cache: RolloutCache,
                  identity: str, clock: Callable[[], datetime], may_write: Callable[[], bool],
-                 settings: Callable[[], Settings]) -> None:
+                 settings: Callable[[], Settings],
+                 metrics: DaemonMetrics | None = None) -> None:
         self.store = PolicyStore(api)
         self.rollouts, self.cache = rollouts, cache
         self.releases = Releases(api)
         self.identity, self.clock = identity, clock
         self.may_write, self.settings = may_write, settings
+        self.metrics = metrics
+        self._not_ready: set[str] = set()
         self.objects: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.started = 0  # rollouts this replica created
@@ -110,13 +114,26 @@ class Policies:
                 if obj is None:
                     return
                 try:
-                    await self.look(obj)
+                    decision = await self.look(obj)
                     self.looks += 1
+                    self._count("ok", key, decision)
                 except Exception:  # one policy never stalls the others
                     log.exception("policy look failed", policy=key)
+                    self._count("error", key, None)
 
         await asyncio.gather(*(one(k) for k in due))
         return self.started - before
+
+    def _count(self, outcome: str, key: str, decision: policy.Decision | None) -> None:
+        if decision is not None:
+            ready = next((c for c in decision.status.conditions if c.type == policy.READY),
+                         None)
+            (self._not_ready.add if ready is not None and ready.status == "False"
+             else self._not_ready.discard)(key)
+        self._not_ready &= set(self.objects)
+        if self.metrics is not None:
+            self.metrics.policy_looks.labels(outcome=outcome).inc()
+            self.metrics.policies_not_ready.set(len(self._not_ready))
 
     async def _view(self, namespace: str, name: str, spec: policy.PolicySpec,
                     raw_spec: dict[str, Any]) -> policy.View:
@@ -152,6 +169,8 @@ class Policies:
                 created = await self.rollouts.create(body)
                 self.cache.put(created)  # seen at once, not only once the watch brings it
                 self.started += 1
+                if self.metrics is not None:
+                    self.metrics.policy_starts.inc()
                 log.info("rollout started by policy", policy=str(ref),
                          rollout=decision.start.name, version=decision.start.version,
                          template_hash=decision.start.template_hash,

@@ -262,7 +262,7 @@ async def test_bad_policies_are_reported_on_themselves_and_never_stall_a_good_on
     ghost["spec"]["workloads"]["canary"] = "podinfo-ghost"
     both = tmp_path / "bad.yaml"
     both.write_text(yaml.safe_dump_all([unknown, ghost]))
-    async with canaryd_running(sandbox):
+    async with canaryd_running(sandbox) as daemon:
         await apply(sandbox, both)
         # (its first step held 6 s: long enough for the late replica below to come in)
         await apply(sandbox, policy_file(tmp_path, plan={"steps": [
@@ -307,6 +307,10 @@ async def test_bad_policies_are_reported_on_themselves_and_never_stall_a_good_on
                 and e.reason == "RolloutStarted"]
         assert len(told) == 1 and f"started rollout {name}" in told[0].message
         assert await k.names() == {name}, "a bad policy starts nothing"
+        sample = daemon.metrics.registry.get_sample_value
+        assert sample("canaryd_policies_not_ready") == 2
+        assert sample("canaryd_policy_rollouts_started_total") == 1
+        assert (sample("canaryd_policy_looks_total", {"outcome": "ok"}) or 0) >= 3
 
 
 async def test_with_on_change_wait_a_change_starts_once_the_running_rollout_has_ended(
