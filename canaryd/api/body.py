@@ -46,36 +46,56 @@ def parse(raw: bytes, content_type: str) -> dict[str, Any]:
         raise _problem(refused) from None
 
 
-class Decoder:
-    """Runs `parse` off the loop: at most `slots` at once, `queue` more waiting (503
-    beyond), each within DECODE_DEADLINE (413 after). Documents larger than `process_above`
-    bytes go to worker processes, smaller ones to threads. A slot is freed when its work is
-    done, not when its request stopped waiting: the bound holds for the work itself."""
+class _Line:
+    """`slots` at work at once, at most `queue` waiting for one (503 beyond, or after
+    DECODE_DEADLINE of waiting)."""
 
-    def __init__(self, slots: int = DECODE_SLOTS, queue: int = 64,
-                 process_above: int = PROCESS_ABOVE) -> None:
-        self._slots = asyncio.Semaphore(slots)
-        self._queue = queue
-        self.process_above = process_above
-        self.workers = Workers(slots, documents.__name__, documents.load_answer)
+    def __init__(self, slots: int, queue: int) -> None:
+        self.slots = asyncio.Semaphore(slots)
+        self.queue = queue
         self.waiting = 0
 
-    async def __call__(self, raw: bytes, content_type: str) -> dict[str, Any]:
-        if self.waiting >= self._queue:
+    async def enter(self) -> None:
+        if self.waiting >= self.queue:
             raise _busy()
         self.waiting += 1
         try:
             async with asyncio.timeout(DECODE_DEADLINE):
-                await self._slots.acquire()
+                await self.slots.acquire()
         except TimeoutError:
             raise _busy() from None
         finally:
             self.waiting -= 1
-        if len(raw) > self.process_above:
-            return await self._in_process(raw, content_type)
-        return await self._in_thread(raw, content_type)
 
-    async def _in_process(self, raw: bytes, content_type: str) -> dict[str, Any]:
+
+class Decoder:
+    """Runs `parse` off the loop: documents larger than `process_above` bytes in worker
+    processes, smaller ones in threads, each kind at most `slots` at once with `queue` more
+    waiting (503 beyond), each within DECODE_DEADLINE (413 after). A slot is freed when its work is
+    done, not when its request stopped waiting: the bound holds for the work itself."""
+
+    def __init__(self, slots: int = DECODE_SLOTS, queue: int = 64,
+                 process_above: int = PROCESS_ABOVE) -> None:
+        # Small and large documents wait in lines of their own: a flood of large ones (only
+        # a hostile client sends 200 KB manifests) never makes a pipeline's 2 KB submit wait.
+        self._lines = {False: _Line(slots, queue), True: _Line(slots, queue)}
+        self.process_above = process_above
+        self.workers = Workers(slots, documents.__name__, documents.load_answer)
+
+    @property
+    def waiting(self) -> int:
+        return sum(line.waiting for line in self._lines.values())
+
+    async def __call__(self, raw: bytes, content_type: str) -> dict[str, Any]:
+        large = len(raw) > self.process_above
+        line = self._lines[large]
+        await line.enter()
+        if large:
+            return await self._in_process(raw, content_type, line.slots)
+        return await self._in_thread(raw, content_type, line.slots)
+
+    async def _in_process(self, raw: bytes, content_type: str, slots: asyncio.Semaphore,
+                          ) -> dict[str, Any]:
         # Its own task, shielded: a client that goes away does not cut the exchange with the
         # worker short (which would cost a new worker process); the slot is held until the
         # worker has answered, as for a thread.
@@ -83,9 +103,9 @@ class Decoder:
             work = asyncio.ensure_future(
                 self.workers.call(content_type, raw, deadline=DECODE_DEADLINE))
         except BaseException:
-            self._slots.release()
+            slots.release()
             raise
-        work.add_done_callback(lambda _: self._slots.release())
+        work.add_done_callback(lambda _: slots.release())
         try:
             ok, value = await asyncio.shield(work)
         except WorkerTimeout:
@@ -97,14 +117,15 @@ class Decoder:
         doc: dict[str, Any] = value
         return doc
 
-    async def _in_thread(self, raw: bytes, content_type: str) -> dict[str, Any]:
+    async def _in_thread(self, raw: bytes, content_type: str, slots: asyncio.Semaphore,
+                         ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         try:
             work = loop.run_in_executor(None, parse, raw, content_type)
         except BaseException:
-            self._slots.release()
+            slots.release()
             raise
-        work.add_done_callback(lambda _: self._slots.release())
+        work.add_done_callback(lambda _: slots.release())
         try:
             return await asyncio.wait_for(asyncio.shield(work), DECODE_DEADLINE)
         except TimeoutError:

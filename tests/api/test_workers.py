@@ -125,3 +125,20 @@ async def test_a_refusal_from_a_worker_is_the_refusal_a_thread_gives(
     assert (process.status, process.title, process.detail, tuple(process.errors)) == \
         (thread.status, thread.title, thread.detail, tuple(thread.errors))
     assert process.status in (400, 413, 422)
+
+
+async def test_large_documents_do_not_hold_up_small_ones() -> None:
+    decoder = Decoder(process_above=16 * 1024)
+    # Workers that never answer a "stall" request: both large-document slots stay taken.
+    decoder.workers = Workers(2, "tests.api.slow_worker", documents.load_answer)
+    try:
+        large = [asyncio.ensure_future(decoder(b"x" * 20_000, "stall")) for _ in range(3)]
+        small = await decoder(_manifest(100), "application/json")
+        assert small["metadata"]["name"] == "big"
+        assert not any(task.done() for task in large)  # still held by the stuck workers
+        refused = await asyncio.gather(*large, return_exceptions=True)
+        # Two ran past the deadline in a worker (413), the third waited past it for a slot
+        # (503): the line for large documents is bounded, the small line untouched.
+        assert sorted(p.status for p in refused if isinstance(p, Problem)) == [413, 413, 503]
+    finally:
+        await decoder.aclose()
