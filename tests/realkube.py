@@ -2,7 +2,7 @@
 
 Test modules opt in to running against both API servers with a module-level
 `KUBE_BACKENDS = ("emulator", "real")`; their `kube_backend` fixture is parametrized with it
-(tests marked `emulator_only` get the emulator alone).
+(tests marked `emulator_only` get the emulator alone, `real_only` the real one alone).
 Without the binaries the real cases skip, saying how to build them; with CI=true they fail.
 """
 
@@ -98,6 +98,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         backends = getattr(metafunc.module, "KUBE_BACKENDS", ("emulator",))
         if metafunc.definition.get_closest_marker("emulator_only"):
             backends = ("emulator",)
+        elif metafunc.definition.get_closest_marker("real_only"):
+            backends = ("real",)
         metafunc.parametrize("kube_backend", backends, indirect=True)
 
 

@@ -133,6 +133,13 @@ class Write:
     name: str
     probe: Callable[[Kube], Awaitable[object]]
     action: str  # what canaryd's Degraded condition names while the write is refused
+    operation: str = "UPDATE"
+    expression: str = "false"  # CEL: what the policy lets through (real API server only)
+    tag: str = ""  # names the policy when no object name does
+
+    @property
+    def policy(self) -> str:
+        return f"hold-{self.resource.replace('/', '-')}-{self.name or self.tag}"
 
 
 ROUTER = Write("networking.istio.io", "virtualservices", "podinfo", lambda k: (
@@ -172,6 +179,7 @@ class Release:
         self.restarts: list[float] = []  # when each new daemon was started
         self.seen: list[float] = []  # when each boundary was seen (and the daemon killed)
         self.figures: list[str] = []
+        self.held: list[Write] = []
 
     @staticmethod
     def fault(write: Write) -> dict[str, str]:
@@ -185,32 +193,26 @@ class Release:
             server.faults.fail_next(10**6, 422, **self.fault(write))
         else:
             adm = client.AdmissionregistrationV1Api(self.api)
-            name = f"hold-{write.name}-{write.resource.replace('/', '-')}"
+            name = write.policy
+            rule = {"apiGroups": [write.group], "apiVersions": ["*"],
+                    "operations": [write.operation], "resources": [write.resource],
+                    **({"resourceNames": [write.name]} if write.name else {})}
             await adm.create_validating_admission_policy({
                 "metadata": {"name": name},
                 "spec": {"failurePolicy": "Fail",
-                         "matchConstraints": {"resourceRules": [{
-                             "apiGroups": [write.group], "apiVersions": ["*"],
-                             "operations": ["UPDATE"], "resources": [write.resource],
-                             "resourceNames": [write.name]}]},
-                         "validations": [{"expression": "false",
+                         "matchConstraints": {"resourceRules": [rule]},
+                         "validations": [{"expression": write.expression,
                                           "message": "held by the test", "reason": "Invalid"}]},
             })
             await adm.create_validating_admission_policy_binding({
                 "metadata": {"name": name},
                 "spec": {"policyName": name, "validationActions": ["Deny"]}})
+        self.held.append(write)
         await eventually(lambda: refused(self.kube, write), timeout=30,
                          what=f"writes to {write.resource} {write.name} refused")
 
     async def lift(self, write: Write) -> None:
-        server = self.sandbox.api_server
-        if server is not None:
-            server.faults.stop_failing(**self.fault(write))
-        else:
-            adm = client.AdmissionregistrationV1Api(self.api)
-            name = f"hold-{write.name}-{write.resource.replace('/', '-')}"
-            await adm.delete_validating_admission_policy_binding(name)
-            await adm.delete_validating_admission_policy(name)
+        await self._unhold(write)
 
         async def accepted() -> bool:
             return not await refused(self.kube, write)
@@ -263,10 +265,24 @@ class Release:
                        for c in status["conditions"]), status["conditions"]
         return status
 
-    def close(self) -> None:
+    async def _unhold(self, write: Write) -> None:
+        self.held.remove(write)
+        server = self.sandbox.api_server
+        if server is not None:
+            server.faults.stop_failing(**self.fault(write))
+            return
+        adm = client.AdmissionregistrationV1Api(self.api)
+        await adm.delete_validating_admission_policy_binding(write.policy)
+        await adm.delete_validating_admission_policy(write.policy)
+
+    async def close(self) -> None:
+        """The daemon stopped, every hold still in place lifted (the real control plane is
+        shared by the module's tests)."""
         self.proc.kill()
         self.proc.wait(timeout=10)
         self.logfile.close()
+        for write in list(self.held):
+            await self._unhold(write)
 
 
 @dataclass(frozen=True)
@@ -384,7 +400,7 @@ async def test_sigkill_during_the_template_copy_the_shift_back_and_the_scale_dow
         assert status["release"]["stage"] == "Done"
         await steady(kube, was, stable_images=[IMAGE], stable_writes=1, router_writes=3)
     finally:
-        run.close()
+        await run.close()
         await api.close()
 
 
@@ -458,7 +474,7 @@ async def test_sigkill_during_the_canary_start_the_shift_back_and_the_scale_down
         await steady(kube, was, stable_images=was.stable_images, stable_writes=0,
                      router_writes=2, canary_writes=3)
     finally:
-        run.close()
+        await run.close()
         await api.close()
 
 
@@ -507,5 +523,97 @@ async def test_sigkill_during_the_shift_back_of_a_rollback_that_keeps_the_canary
         assert stable.metadata.generation == was.stable_generation, "stable never touched"
         assert [c.image for c in stable.spec.template.spec.containers] == was.stable_images
     finally:
-        run.close()
+        await run.close()
+        await api.close()
+
+
+def new_pods(track: str) -> Write:
+    """The pods of a Deployment's rollout to the new version, refused at creation: the real
+    ReplicaSet controller cannot make them, so the rollout stays in progress (kwok makes
+    pods ready at once, so nothing else keeps that boundary open there)."""
+    labels = {"app": "podinfo", "track": track}
+    return Write(
+        "", "pods", "", lambda k: k.core.create_namespaced_pod(NS, {
+            "metadata": {"generateName": "probe-", "labels": labels},
+            "spec": {"containers": [{"name": "podinfo", "image": IMAGE}]}}, dry_run="All"),
+        "", operation="CREATE", tag=track,
+        expression=f"!(has(object.metadata.labels) && 'track' in object.metadata.labels && "
+                   f"object.metadata.labels['track'] == '{track}' && "
+                   f"object.spec.containers.exists(c, c.image == '{IMAGE}'))")
+
+
+@pytest.mark.real_only
+async def test_sigkill_while_the_canary_and_then_stable_roll_out_on_the_real_control_plane(
+    sandbox: Sandbox, tmp_path: Path,
+) -> None:
+    """The two boundaries the emulator test above holds with slow Deployments, held here by
+    the real controllers: the canary rolling out the new image (Pending), stable rolling out
+    the analysed template (Promoting)."""
+    api = await config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    kube = Kube(api)
+    run = Release(sandbox, kube, api, tmp_path / "daemon.log")
+    canary_pods, stable_pods = new_pods("canary"), new_pods("stable")
+    try:
+        was = await before(kube)
+        for write in (canary_pods, stable_pods):
+            await run.hold(write)
+        plan = {"steps": [{"weight": 20}, {"weight": 50}]}
+        await kube.create_rollout(rollout_manifest(version=IMAGE, plan=plan))
+
+        async def kill_when(what: str, boundary: Callable[[dict[str, Any]], Awaitable[bool]],
+                            ) -> None:
+            seen: dict[str, Any] = {}
+
+            async def there() -> dict[str, Any] | None:
+                status = await kube.status("podinfo-v2")
+                seen.update(phase=status.get("phase"), reason=status.get("reason"),
+                            release=status.get("release"), **{
+                                d: (await kube.apps.read_namespaced_deployment(d, NS)).status
+                                for d in ("podinfo-canary", "podinfo-stable")})
+                return status if await boundary(status) else None
+
+            try:
+                await eventually(there, timeout=120, what=what)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; last seen: {seen}") from None
+            if run.restarts:
+                run.figures.append(f"restart -> {what}: "
+                                   f"{time.monotonic() - run.restarts[-1]:.1f}s")
+            run.proc.send_signal(signal.SIGKILL)
+            run.proc.wait(timeout=10)
+            assert await boundary(await kube.status("podinfo-v2"))
+
+        async def canary_rolling_out(s: dict[str, Any]) -> bool:
+            canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
+            return (s.get("phase") == "Pending"
+                    and (s.get("release") or {}).get("stage") == "CanaryStart"
+                    and canary.metadata.generation == was.canary_generation + 1
+                    and canary.status.observed_generation == canary.metadata.generation
+                    and not canary.status.updated_replicas
+                    and await kube.vs_weights() == {"stable": 100, "canary": 0})
+
+        await kill_when("the canary rolling out, its pods refused", canary_rolling_out)
+        await run.lift(canary_pods)
+        run.restart()
+
+        async def stable_rolling_out(s: dict[str, Any]) -> bool:
+            stable = await kube.apps.read_namespaced_deployment("podinfo-stable", NS)
+            return (s.get("phase") == "Promoting"
+                    and (s.get("release") or {}).get("stage") == "StableUpdate"
+                    and stable.metadata.generation == was.stable_generation + 1
+                    and stable.status.observed_generation == stable.metadata.generation
+                    and not stable.status.updated_replicas
+                    and "stable updated 0/" in s.get("reason", "")
+                    and await kube.vs_weights() == {"stable": 50, "canary": 50})
+
+        await kill_when("stable rolling out, its new pods refused", stable_rolling_out)
+        await run.lift(stable_pods)
+        run.restart()
+        status = await run.end("Succeeded")
+        assert [h["trigger"] for h in status["history"]] == [
+            "CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated", "TrafficConfirmed"]
+        assert [h["weights"]["canary"] for h in status["history"]] == [20, 50, 50, 0, 0]
+        await steady(kube, was, stable_images=[IMAGE], stable_writes=1, router_writes=3)
+    finally:
+        await run.close()
         await api.close()
