@@ -28,12 +28,24 @@ class Hub:
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[asyncio.Event]] = {}
+        # the last object the watch brought of each followed rollout: whole, where the
+        # cache may keep a finished one's summary only
+        self._latest: dict[str, dict[str, Any]] = {}
         self.closing = asyncio.Event()
 
     def notify(self, _kind: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
-        for event in self._subscribers.get(f"{meta.get('namespace')}/{meta.get('name')}", ()):
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        subs = self._subscribers.get(key)
+        if not subs:
+            return
+        self._latest[key] = obj
+        for event in subs:
             event.set()
+
+    def latest(self, key: str) -> dict[str, Any] | None:
+        """The whole object the watch last brought of a followed rollout, if any."""
+        return self._latest.get(key)
 
     @contextlib.contextmanager
     def subscribe(self, key: str) -> Iterator[asyncio.Event]:
@@ -47,6 +59,7 @@ class Hub:
                 subs.discard(event)
                 if not subs:
                     del self._subscribers[key]
+                    self._latest.pop(key, None)
 
     @property
     def followers(self) -> int:

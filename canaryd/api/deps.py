@@ -39,6 +39,8 @@ class RolloutView(Protocol):
 
     def read(self, obj: Mapping[str, Any], /) -> StatusRead: ...
 
+    def whole(self, key: str, /) -> bool: ...
+
 
 class SettingsSource(Protocol):
     """The settings in force, and why the last reload was rejected (None: it was not)."""

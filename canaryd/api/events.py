@@ -17,6 +17,7 @@ from canaryd import aio
 from canaryd.api import problems, stream
 from canaryd.api.auth import Role
 from canaryd.api.context import IDENTITY, STATE, requires
+from canaryd.api.problems import Problem
 from canaryd.api.rollouts import lookup, path_names
 
 RETRY_MS = 2000
@@ -54,6 +55,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _version(obj: dict[str, Any]) -> object:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
 async def _follow(
     response: web.StreamResponse, request: web.Request, key: str, obj: dict[str, Any],
     last: stream.Position | None, changed: asyncio.Event,
@@ -65,7 +70,21 @@ async def _follow(
     while not state.hub.closing.is_set():
         changed.clear()
         cached = state.deps.cache.get(key)
-        if cached is not None:
+        if cached is not None and not state.deps.cache.whole(key):
+            # A finished rollout's summary: the stream is rebuilt from the whole object.
+            seen_in_cache = True
+            if _version(cached) != _version(obj):
+                latest = state.hub.latest(key)
+                if latest is not None and _version(latest) == _version(cached):
+                    obj = latest
+                else:
+                    try:
+                        obj = await lookup(request, *key.split("/", 1))
+                    except Problem as exc:  # the answer has started: end it, the client
+                        # reconnects with its Last-Event-ID
+                        await response.write(f": {exc.detail[:300]}\n\n".encode())
+                        return
+        elif cached is not None:
             obj, seen_in_cache = cached, True
         elif seen_in_cache:
             await response.write(stream.Event("deleted", {"rollout": key}).encode())

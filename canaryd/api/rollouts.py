@@ -6,6 +6,8 @@ Kubernetes; the controller, wherever it leads, picks them up through its own wat
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import re
 from typing import Any
@@ -59,12 +61,36 @@ def path_names(request: web.Request) -> tuple[str, str]:
     return ns, name
 
 
+DETAIL_TIMEOUT = 10.0  # reading a finished rollout whole (the cache keeps its summary)
+
+
+async def whole(request: web.Request, namespace: str, name: str) -> dict[str, Any] | None:
+    """The rollout read from Kubernetes, within DETAIL_TIMEOUT (None: it does not exist)."""
+    try:
+        async with asyncio.timeout(DETAIL_TIMEOUT):
+            return await request.app[STATE].deps.writer.get(namespace, name)
+    except TimeoutError:
+        raise problems.unavailable(
+            f"rollout {namespace}/{name} could not be read from Kubernetes within "
+            f"{DETAIL_TIMEOUT:.0f} s (a finished rollout's checks and history are read from "
+            "there; its summary is in the list)") from None
+    except Problem as exc:
+        log.warning("finished rollout not read whole", rollout=f"{namespace}/{name}",
+                    detail=exc.detail[:200])
+        raise dataclasses.replace(
+            exc, detail=f"rollout {namespace}/{name}: {exc.detail} (a finished rollout's "
+            "checks and history are read from Kubernetes; its summary is in the list)"
+        ) from None
+
+
 async def lookup(request: web.Request, namespace: str, name: str) -> dict[str, Any]:
-    """From the cache; on a miss (the watch may lag a fresh create), from Kubernetes."""
-    state = request.app[STATE]
-    obj = state.deps.cache.get(f"{namespace}/{name}")
-    if obj is None:
-        obj = await state.deps.writer.get(namespace, name)
+    """The whole rollout: from the cache; on a miss (the watch may lag a fresh create), or
+    a finished rollout the cache keeps only the summary of, from Kubernetes."""
+    cache = request.app[STATE].deps.cache
+    key = f"{namespace}/{name}"
+    obj = cache.get(key)
+    if obj is None or not cache.whole(key):
+        obj = await whole(request, namespace, name)
     if obj is None:
         raise problems.not_found(namespace, name)
     return obj
@@ -123,6 +149,9 @@ async def create(request: web.Request) -> web.Response:
     cache = state.deps.cache
     if key is not None:
         earlier = admission.find_idempotent(cache.values(), admitted.namespace, key)
+        if earlier is not None and not cache.whole(reading.key(earlier)):
+            meta = earlier["metadata"]
+            earlier = await whole(request, meta["namespace"], meta["name"])
         if earlier is not None:
             return _replay(earlier, admitted)
     busy = admission.blocking([reading.entry(o, cache.read(o)) for o in cache.values()],

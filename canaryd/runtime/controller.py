@@ -85,6 +85,8 @@ class Controller:
         self.notifier = Notifier(settings=settings, cache=self.cache, store=self.store,
                                  may_write=may_write, registry=metrics.registry, clock=clock)
         self.listeners.append(self.notifier.changed)
+        # A finished rollout is cached as its summary once no notice of it is owed.
+        self.cache.keep_whole = self.notifier.owes
 
     @property
     def synced(self) -> asyncio.Event:

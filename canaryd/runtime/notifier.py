@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,16 +23,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from canaryd.adapters import notify as render
 from canaryd.adapters import webhook
-from canaryd.adapters.errors import Conflict, KubeError
+from canaryd.adapters.errors import Conflict, KubeError, NotFound
 from canaryd.adapters.kube import ObjectRef, RolloutStore
-from canaryd.core.hooksettings import Receiver
+from canaryd.core import reading
+from canaryd.core.hooksettings import EVENTS, Notifications, Receiver
+from canaryd.core.model import RolloutStatus
 from canaryd.core.notices import Notice, notices
+from canaryd.core.reading import StatusRead
 from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
 
 log = structlog.get_logger("canaryd.notify")
 SWEEP = 2.0  # seconds between sweeps of every cached rollout
 WATERMARK_TRIES = 5
+FETCH_TIMEOUT = 10.0  # reading a summarised finished rollout whole
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,11 @@ class Notifier:
         # unchanged object has nothing new to tell
         self._swept: dict[str, str] = {}
         self._swept_with: object = None
+        # the configuration `owes` last judged by, and the cache's put count then: a
+        # rollout summarised before it was judged by an older one
+        self._judged_with: object = None
+        self._judged_from = 0
+        self._fetching: set[str] = set()
         self._wake = asyncio.Event()
         self._session: webhook.Guarded | None = None
         self._policy: webhook.AddressPolicy | None = None
@@ -93,12 +102,90 @@ class Notifier:
 
     # ------------------------------------------------------------------ what to send
 
+    def _owed(self, meta: dict[str, Any], spec: dict[str, Any], status: RolloutStatus,
+              conf: Notifications) -> Iterator[Delivery]:
+        """What is still to be sent of one rollout's notices (queued ones included)."""
+        receivers = {r.name for r in conf.receivers}
+        horizon = self.clock() - timedelta(seconds=conf.backfill)
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        for notice in notices(meta, spec, status):
+            for name in conf.receivers_for(notice.namespace, notice.target, notice.event):
+                if name not in receivers:
+                    continue
+                told = status.notified.get(name)
+                if told is not None and notice.seq <= told:
+                    continue
+                if told is None and notice.time < horizon:
+                    continue  # from before this receiver was told about the rollout
+                yield Delivery(key, name, notice)
+
+    def _note(self, conf: Notifications) -> None:
+        """Remember when (in cache puts) this configuration came into force."""
+        if conf is not self._judged_with:
+            self._judged_with, self._judged_from = conf, self.cache.puts
+
+    def owes(self, obj: Mapping[str, Any], read: StatusRead) -> bool:
+        """Whether a notice of `obj` is still to be sent: the cache keeps it whole until
+        then (on every replica, leading or not)."""
+        conf = self.settings().notifications
+        self._note(conf)
+        if not conf.receivers or read.status is None:
+            return False
+        meta, spec = obj.get("metadata"), obj.get("spec")
+        if not isinstance(meta, dict) or not isinstance(spec, dict):
+            return False
+        return next(self._owed(meta, spec, read.status, conf), None) is not None
+
+    def _maybe_owed(self, obj: dict[str, Any], status: RolloutStatus,
+                    conf: Notifications) -> bool:
+        """A summarised rollout (nothing was owed under the configuration it was cached
+        under), under a newer one: whether its whole object could owe a notice (a routed
+        receiver told some of it, or never told of it and it finished within backfill)."""
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        assert isinstance(spec, dict)
+        ns, target = str(obj["metadata"].get("namespace")), str(spec.get("target", ""))
+        routed = {n for event in EVENTS for n in conf.receivers_for(ns, target, event)}
+        horizon = self.clock() - timedelta(seconds=conf.backfill)
+        for name in routed & {r.name for r in conf.receivers}:
+            told = status.notified.get(name)
+            if told is not None and told < status.sequence:
+                return True
+            if told is None and (status.phase_started_at is None
+                                 or status.phase_started_at >= horizon):
+                return True
+        return False
+
+    async def _fetch(self, key: str, rv: str) -> None:
+        """Read a summarised rollout whole; if it is still that version and owes a notice,
+        cache it whole (`owes` keeps it so) and sweep it again."""
+        namespace, name = key.split("/", 1)
+        try:
+            async with asyncio.timeout(FETCH_TIMEOUT):
+                obj = await self.store.get(ObjectRef(namespace, name))
+        except NotFound:
+            return  # deleted: the watch brings it
+        except (TimeoutError, KubeError) as exc:
+            log.warning("finished rollout not read for notifications", rollout=key,
+                        error=f"{type(exc).__name__}: {exc}"[:200])
+            self._swept.pop(key, None)  # tried again at the next sweep
+            return
+        finally:
+            self._fetching.discard(key)
+        cached = self.cache.get(key)
+        if (str(obj["metadata"].get("resourceVersion")) != rv or cached is None
+                or str(cached["metadata"].get("resourceVersion")) != rv):
+            return  # changed since: the watch brings the change, judged as it is cached
+        self.cache.put(obj)
+        if self.cache.whole(key):
+            self._swept.pop(key, None)
+            self._wake.set()
+
     def sweep(self) -> None:
         conf = self.settings().notifications
         if not conf.receivers:
             return
         receivers = {r.name: r for r in conf.receivers}
-        horizon = self.clock() - timedelta(seconds=conf.backfill)
+        self._note(conf)
         if self._swept_with is not conf:
             self._swept, self._swept_with = {}, conf
         for gone in [k for k in self._swept if k not in self.cache]:
@@ -112,22 +199,24 @@ class Notifier:
             read = self.cache.read(obj)
             if read.status is None:
                 continue
+            since = self.cache.summarised_at(key)
+            if since is not None:
+                # Summarised: nothing was owed when it was cached; under a configuration
+                # newer than that, read it whole if it could owe something.
+                if since >= self._judged_from or key in self._fetching:
+                    continue
+                small = reading.read_status(obj).status  # the cached read: phase only
+                if small is not None and self._maybe_owed(obj, small, conf):
+                    self._fetching.add(key)
+                    asyncio.get_running_loop().create_task(self._fetch(key, rv),
+                                                           name=f"notify fetch {key}")
+                continue
             spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
             assert isinstance(spec, dict)
-            status = read.status
-            for notice in notices(meta, spec, status):
-                for name in conf.receivers_for(notice.namespace, notice.target, notice.event):
-                    receiver = receivers.get(name)
-                    if receiver is None:
-                        continue
-                    told = status.notified.get(name)
-                    if told is not None and notice.seq <= told:
-                        continue
-                    if told is None and notice.time < horizon:
-                        continue  # from before this receiver was told about the rollout
-                    if self._queued.get((key, name), -1) >= notice.seq:
-                        continue
-                    self._enqueue(receiver, Delivery(key, name, notice))
+            for d in self._owed(meta, spec, read.status, conf):
+                if self._queued.get((key, d.receiver), -1) >= d.notice.seq:
+                    continue
+                self._enqueue(receivers[d.receiver], d)
 
     def _enqueue(self, receiver: Receiver, delivery: Delivery) -> None:
         queue = self._queues.get(receiver.name)

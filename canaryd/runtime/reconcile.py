@@ -139,7 +139,7 @@ class Reconciler:
                       ) -> Observed | float:
         """The rollout as seen now, or when to look again (it is left alone until then)."""
         raw = self.cache.get(key)
-        if raw is None:
+        if raw is None or not self.cache.whole(key):  # gone, or finished since it was due
             return settings.controller.tick
         read = self.cache.read(raw)
         if read.status is None:

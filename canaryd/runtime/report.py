@@ -118,7 +118,11 @@ class Reporter:
 
     async def report_error(self, key: str, exc: Exception) -> None:
         raw = self.cache.get(key)
-        if raw is not None:
+        if raw is not None and not self.cache.whole(key):
+            # Finished since (its summary has no conditions to add to): nothing acts on it.
+            log.warning("finished rollout's last round failed", rollout=key,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+        elif raw is not None:
             await self.report(raw, ("ReconcileError", f"{type(exc).__name__}: {exc}"[:500]))
 
     # ------------------------------------------------------------------ metrics
