@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,9 @@ def template(checks: int) -> dict[str, Any]:
     return obj
 
 
-def instances(base: dict[str, Any], n: int) -> list[str]:
-    """N distinct JSON texts of `base`: what N list items or watch events would carry."""
-    out = []
+def instances(base: dict[str, Any], n: int) -> Iterator[str]:
+    """N distinct JSON texts of `base`, one at a time: what N list items or watch events
+    would carry."""
     for i in range(n):
         obj = copy.deepcopy(base)
         meta = obj["metadata"]
@@ -71,8 +72,7 @@ def instances(base: dict[str, Any], n: int) -> list[str]:
                 c["value"] = c["value"] + (i * 31 + j) * 1e-9  # no two equal floats
             if isinstance(c.get("requests"), float):
                 c["requests"] = c["requests"] + i * 1e-6
-        out.append(json.dumps(obj))
-    return out
+        yield json.dumps(obj)
 
 
 def rss() -> int:
@@ -93,7 +93,6 @@ def child(mode: str, n: int, checks: int, traced: bool) -> dict[str, Any]:
     from canaryd.runtime.retention import finished
 
     base = template(checks)
-    texts = instances(base, n)
 
     async def run() -> dict[str, Any]:
         api = client.ApiClient()
@@ -110,7 +109,7 @@ def child(mode: str, n: int, checks: int, traced: bool) -> dict[str, Any]:
                 tracemalloc.start()
             before_heap = tracemalloc.get_traced_memory()[0] if traced else 0
             before_rss = rss()
-            for text in texts:
+            for text in instances(base, n):
                 controller._informer.apply("ADDED", json.loads(text))
             # A reconcile round's reads of every cached rollout, memos included.
             controller.reporter.phases()

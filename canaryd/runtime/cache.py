@@ -38,6 +38,7 @@ class RolloutCache(Mapping[str, dict[str, Any]]):
         self._entries: dict[str, tuple[object, targets.Entry]] = {}
         self._summarised: dict[str, int] = {}  # key -> `puts` when it was summarised
         self.puts = 0  # objects put so far (the one being put is number `puts`)
+        self._last: tuple[Mapping[str, Any], StatusRead] | None = None
         self.keep_whole: KeepWhole = keep_whole or (lambda _obj, _read: False)
 
     def __getitem__(self, key: str) -> dict[str, Any]:
@@ -69,8 +70,11 @@ class RolloutCache(Mapping[str, dict[str, Any]]):
         return key
 
     def _put(self, key: str, obj: dict[str, Any]) -> None:
+        self._last = None
         if summary.summarisable(obj):
             read = reading.read_status(obj)
+            # The informer's listeners read the object just put: its whole read, once.
+            self._last = (obj, read)
             if (read.status is not None and not hooks_pending(read.status)
                     and not self.keep_whole(obj, read)):
                 self._objects[key] = summary.summary(obj)
@@ -112,6 +116,8 @@ class RolloutCache(Mapping[str, dict[str, Any]]):
         if key in self._summarised and self._objects.get(key) is obj:
             return PHASE_ONLY[obj["status"]["phase"]]
         version = (obj.get("metadata") or {}).get("resourceVersion")
+        if self._last is not None and self._last[0] is obj:
+            return self._last[1]
         remember = self._remembers(key, obj)
         memo = self._reads.get(key)
         if remember and memo is not None and version is not None and memo[0] == version:

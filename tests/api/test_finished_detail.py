@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,12 @@ import aiohttp
 import pytest
 from kubernetes_asyncio import client
 
+from canaryd.adapters.kube import RolloutStore
 from canaryd.api import rollouts, stream
+from canaryd.core.hooksettings import Notifications
+from canaryd.core.settings import Settings
+from canaryd.runtime.cache import RolloutCache
+from canaryd.runtime.notifier import Notifier
 from canaryd.sandbox.apiserver import ApiServer
 from canaryd.sandbox.testing import eventually
 from tests.api.conftest import Served
@@ -148,3 +154,44 @@ async def test_kubernetes_unreachable_is_a_503_naming_the_rollout(
     async with http.get("/api/v1/rollouts", headers=auth("read")) as resp:
         assert resp.status == 200
         assert [i["metadata"]["name"] for i in (await resp.json())["items"]] == ["podinfo-v2"]
+
+
+async def test_a_summary_owing_a_notice_under_a_new_configuration_is_read_whole(
+    http: aiohttp.ClientSession, kube: client.ApiClient, served: Served,
+) -> None:
+    """Summarised with no receiver routed to it; a reload routes one that was never told of
+    it within backfill: the notifier reads it whole from Kubernetes (the emulator), the
+    cache keeps it whole, and its verdict is queued for that receiver."""
+    written = await finish(http, kube, served)
+    finished_at = datetime.fromisoformat(
+        written["status"]["history"][-1]["time"].replace("Z", "+00:00"))
+    conf = notifying([])
+    cache = RolloutCache()
+    notifier = Notifier(settings=lambda: conf, cache=cache, store=RolloutStore(kube),
+                        may_write=lambda: False,
+                        clock=lambda: finished_at + timedelta(minutes=1))
+    cache.keep_whole = notifier.owes
+    cache.put(written)
+    assert not cache.whole(KEY)
+    notifier.sweep()
+    assert not notifier._fetching and not notifier._queued
+    conf = notifying(["demo"])  # the reload
+    notifier.sweep()
+    assert KEY in notifier._fetching
+
+    async def whole() -> bool:
+        return cache.whole(KEY)
+
+    try:
+        await eventually(whole, timeout=10, what="the rollout read whole")
+        assert cache[KEY]["status"]["checks"] == written["status"]["checks"]
+        notifier.sweep()
+        assert notifier._queued == {(KEY, "chat"): written["status"]["history"][-1]["seq"]}
+    finally:
+        await notifier.close()
+
+
+def notifying(namespaces: list[str]) -> Settings:
+    return Settings(notifications=Notifications.model_validate({
+        "receivers": [{"name": "chat", "kind": "slack", "urlFrom": {"env": "CHAT_URL"}}],
+        "routes": [{"receivers": ["chat"], "namespaces": namespaces or ["elsewhere"]}]}))

@@ -85,6 +85,9 @@ def test_a_finished_rollout_is_cached_as_its_summary() -> None:
     # A whole copy of the same version is read whole, and not remembered in its place.
     whole_read = cache.read(obj)
     assert whole_read.status is not None and len(whole_read.status.checks) == 6
+    assert cache.read(obj) is whole_read, "the object just put: parsed once, for its listeners"
+    cache.put(_finished("11"))
+    assert cache.read(obj) is not whole_read  # only the last one put
     assert cache.read(cache[key]) is read
     small, big = cache.entry(cache[key]), reading.entry(obj)
     assert (small.key, small.target, small.phase, small.active) == (
