@@ -25,6 +25,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,8 +110,11 @@ def child(mode: str, n: int, checks: int, traced: bool) -> dict[str, Any]:
                 tracemalloc.start()
             before_heap = tracemalloc.get_traced_memory()[0] if traced else 0
             before_rss = rss()
+            took = 0.0
             for text in instances(base, n):
+                t = time.perf_counter()
                 controller._informer.apply("ADDED", json.loads(text))
+                took += time.perf_counter() - t
             # A reconcile round's reads of every cached rollout, memos included.
             controller.reporter.phases()
             targets.arbitrate(cache.entry(o) for o in cache.values())
@@ -120,7 +124,7 @@ def child(mode: str, n: int, checks: int, traced: bool) -> dict[str, Any]:
             grown = rss() - before_rss
             summarised = sum(1 for k in cache if not cache.whole(k))
             return {"mode": mode, "n": len(cache), "summarised": summarised,
-                    "heap": heap, "rss_delta": grown, "rss": rss(),
+                    "heap": heap, "rss_delta": grown, "rss": rss(), "apply_seconds": took,
                     "json_bytes": len(json.dumps(base)),
                     "checks": len(base["status"]["checks"])}
         finally:
@@ -158,7 +162,8 @@ def main() -> None:
         rows[mode] = (traced, plain)
         print(f"{mode}: {n} finished rollouts ({traced['checks']} checks, "
               f"{traced['json_bytes']} bytes of JSON each), {traced['summarised']} cached "
-              f"as summaries", flush=True)
+              f"as summaries; decoding and applying one: "
+              f"{plain['apply_seconds'] / n * 1e6:.0f} us", flush=True)
     print()
     print(f"{'cached as':<10} {'heap/rollout':>14} {'RSS/rollout':>13} "
           f"{'heap at 50k':>12} {'RSS at 50k':>11} {'process RSS':>12}")
