@@ -4,7 +4,8 @@ A finished rollout is read by the list (its rows and `canaryd list --target`), a
 (it holds nothing), retention (target, creation, uid, resourceVersion) and the phase gauge;
 its check history, conditions, evidence and hook runs are read only when someone asks for
 that one rollout, and the API then reads it whole from Kubernetes. Kept whole, 50,000 of
-them would take about 3 GB (docs/scale.md); `summary` keeps what those readers use.
+them would take about 7 GB (136 KiB each with 20 checks), as summaries 229 MiB
+(bench/cache_memory.py, docs/scale.md); `summary` keeps what those readers use.
 
 `summarisable` is the cheap test (the raw phase): only an object whose status says a
 terminal phase is looked at further; the caller also keeps whole one whose status canaryd
