@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,15 +13,14 @@ from canaryd.core.model import (
     CheckResult,
     Phase,
     RolloutSpec,
-    RolloutStatus,
     Verdict,
-    Weights,
 )
 from canaryd.core.plan import resolve_analysis, steps
+from tests.core import driver
 from tests.core.test_machine import SETTINGS
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-READY = machine.WorkloadState(exists=True, available=True)
+T0 = driver.T0
+READY = driver.READY
 
 
 def spec(**bg: Any) -> RolloutSpec:
@@ -35,36 +34,21 @@ def spec(**bg: Any) -> RolloutSpec:
     })
 
 
-class Driver:
+class Driver(driver.Driver):
+    """The shared driver; its router is the active Service's selector (stable: blue)."""
+
     def __init__(self, s: RolloutSpec) -> None:
         bg = s.blue_green
         assert bg is not None
-        self.ctx = machine.Context(
+        super().__init__(machine.Context(
             steps=steps(s), analysis=resolve_analysis(SETTINGS, s), ready_timeout=60,
             scale_down=("shop-blue", bg.scale_down_delay) if bg.scale_down else None,
-        )
-        self.status = RolloutStatus()
-        self.now = T0
-        self.active = Weights(stable=100, canary=0)
-        self.scaled: list[str] = []
-
-    def tick(self, seconds: float = 0, **obs: Any) -> machine.Decision:
-        self.now += timedelta(seconds=seconds)
-        obs.setdefault("weights", self.active)
-        d = machine.decide(self.ctx, self.status, machine.Observations(**obs), self.now)
-        self.status = d.status
-        for a in d.actions:
-            if isinstance(a, machine.ScaleDown):
-                self.scaled.append(a.deployment)
-            else:
-                self.active = a.weights
-        return d
+        ))
 
     def analyse(self, seconds: float, verdict: Verdict) -> None:
-        self.now += timedelta(seconds=seconds)
-        assert machine.analysis_due(self.ctx, self.status, self.now)
-        self.tick(analysis=(CheckResult(metric="m", query="q", value=1, threshold="t",
-                                        verdict=verdict, reason="r", time=self.now, step=0),))
+        at = self.now + timedelta(seconds=seconds)
+        self.analysis(seconds, (CheckResult(metric="m", query="q", value=1, threshold="t",
+                                            verdict=verdict, reason="r", time=at, step=0),))
 
 
 def test_plan_is_preview_then_switch() -> None:
@@ -76,9 +60,9 @@ def test_plan_is_preview_then_switch() -> None:
 def test_green_is_checked_on_preview_then_switched_then_blue_scaled_down() -> None:
     d = Driver(spec(scaleDown=True, scaleDownDelay="30s"))
     d.tick(canary=READY)
-    assert d.status.phase is Phase.PROGRESSING and d.active.canary == 0, "live stays on blue"
+    assert d.status.phase is Phase.PROGRESSING and d.router.canary == 0, "live stays on blue"
     d.analyse(10, Verdict.PASS)
-    assert d.status.step_index == 1 and d.active.canary == 100, "switched after pre-promotion"
+    assert d.status.step_index == 1 and d.router.canary == 100, "switched after pre-promotion"
     d.analyse(10, Verdict.PASS)
     d.analyse(10, Verdict.PASS)
     assert d.status.phase is Phase.PROMOTING
@@ -105,10 +89,10 @@ def test_failing_post_promotion_switches_back_to_blue() -> None:
     d = Driver(spec())
     d.tick(canary=READY)
     d.analyse(10, Verdict.PASS)
-    assert d.active.canary == 100
+    assert d.router.canary == 100
     d.analyse(10, Verdict.FAIL)
     d.analyse(10, Verdict.FAIL)
-    assert d.status.phase is Phase.ROLLING_BACK and d.active.canary == 0
+    assert d.status.phase is Phase.ROLLING_BACK and d.router.canary == 0
     d.tick(1)
     assert d.status.phase is Phase.ROLLED_BACK
 
@@ -124,7 +108,7 @@ def test_without_preview_the_switch_waits_for_nothing_but_approval() -> None:
     d.tick(1)
     assert d.status.phase is Phase.PAUSED and d.status.paused_by == "gate"
     d.tick(1, action="resume")
-    assert d.active.canary == 100
+    assert d.router.canary == 100
 
 
 def test_strategy_and_router_must_agree() -> None:

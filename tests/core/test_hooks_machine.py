@@ -10,9 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from canaryd.core import machine
-from canaryd.core.hooks import HookReport, RunHook
-from canaryd.core.model import Phase, RolloutSpec, RolloutStatus, Verdict, Weights
-from tests.core.test_machine import READY, T0, context, run
+from canaryd.core.hooks import HookReport
+from canaryd.core.model import Phase, RolloutSpec, Verdict
+from tests.core import test_machine
+from tests.core.test_machine import READY
 
 URL = "https://hooks.example/gate"
 
@@ -30,39 +31,8 @@ def spec_with(*hooks: dict[str, Any], steps: list[dict[str, Any]] | None = None)
     })
 
 
-class Driver:
-    """Like tests/core/test_machine.Driver, and it collects RunHook actions (the calls the
-    runtime would make) and feeds their answers back as observations."""
-
-    def __init__(self, spec: RolloutSpec) -> None:
-        self.ctx = context(spec)
-        self.status = RolloutStatus()
-        self.now = T0
-        self.router = Weights(stable=100, canary=0)
-        self.calls: list[RunHook] = []
-        self.answers: list[HookReport] = []
-
-    def tick(self, seconds: float = 0.0, **obs: Any) -> machine.Decision:
-        self.now += timedelta(seconds=seconds)
-        obs.setdefault("weights", self.router)
-        decision = machine.decide(self.ctx, self.status, machine.Observations(
-            hooks=tuple(self.answers), **obs), self.now)
-        self.status = decision.status
-        for action in decision.actions:
-            if isinstance(action, RunHook):
-                self.calls.append(action)
-            elif isinstance(action, machine.SetWeights):
-                self.router = action.weights
-        return decision
-
-    def answer(self, run_id: str, outcome: str, reason: str = "HTTP 200") -> None:
-        self.answers.append(HookReport(id=run_id, outcome=outcome,  # type: ignore[arg-type]
-                                       reason=reason, at=self.now))
-
-    def analyse(self, seconds: float, verdict: Verdict, value: float = 100.0) -> None:
-        self.now += timedelta(seconds=seconds)
-        assert machine.analysis_due(self.ctx, self.status, self.now)
-        self.tick(analysis=run(verdict, self.now, value))
+class Driver(test_machine.Driver):
+    """test_machine's driver; hook calls and answers are the shared driver's own."""
 
     def run_of(self, run_id: str) -> Any:
         return next(r for r in self.status.hooks if r.id == run_id)

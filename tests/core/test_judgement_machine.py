@@ -4,22 +4,23 @@ their observations. Virtual clock, no I/O."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from canaryd.core import machine
 from canaryd.core.model import CheckResult, Phase, RolloutSpec, RolloutStatus, Weights
 from canaryd.core.plan import resolve_analysis, steps
 from canaryd.core.settings import parse_settings
 from canaryd.core.verdict import Measurement, judge
+from tests.core import driver
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = driver.T0
 SETTINGS = parse_settings({"profiles": {"p": {
     "interval": "10s", "minInterval": "1s", "minRequests": 10,
     "checks": [{"metric": "istio-success-rate", "min": 99},
                {"metric": "istio-error-count", "sequential": {"alpha": 0.01, "ratio": 2}}],
     "limits": {"failures": 3, "consecutiveFailures": 2, "consecutiveInconclusive": 3},
 }}})
-READY = machine.WorkloadState(exists=True, available=True)
+READY = driver.READY
 
 
 def spec(plan: dict[str, object]) -> RolloutSpec:
@@ -33,27 +34,14 @@ def spec(plan: dict[str, object]) -> RolloutSpec:
     })
 
 
-class Driver:
-    """Runs the profile's real checks on given counts, like the runtime would."""
+class Driver(driver.Driver):
+    """The shared driver on the profile's real checks, fed given counts as the runtime
+    would feed Prometheus' answers."""
 
     def __init__(self, plan: dict[str, object]) -> None:
         s = spec(plan)
-        self.ctx = machine.Context(steps=steps(s), analysis=resolve_analysis(SETTINGS, s),
-                                   ready_timeout=60)
-        self.status = RolloutStatus()
-        self.now = T0
-        self.router = Weights(stable=100, canary=0)
-
-    def tick(self, seconds: float = 0.0, **obs: object) -> machine.Decision:
-        self.now += timedelta(seconds=seconds)
-        obs.setdefault("weights", self.router)
-        decision = machine.decide(self.ctx, self.status,
-                                  machine.Observations(**obs),  # type: ignore[arg-type]
-                                  self.now)
-        self.status = decision.status
-        for action in decision.actions:
-            self.router = action.weights
-        return decision
+        super().__init__(machine.Context(steps=steps(s), analysis=resolve_analysis(SETTINGS, s),
+                                         ready_timeout=60))
 
     def results(self, canary_errors: float, stable_errors: float,
                 at: datetime) -> tuple[CheckResult, ...]:

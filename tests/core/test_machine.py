@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,8 +13,9 @@ from canaryd.core.hookspec import Hook
 from canaryd.core.model import CheckResult, Phase, RolloutSpec, RolloutStatus, Verdict, Weights
 from canaryd.core.plan import PlanError, resolve_analysis, steps
 from canaryd.core.settings import parse_settings
+from tests.core import driver
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = driver.T0
 
 SETTINGS = parse_settings(
     {
@@ -67,35 +68,19 @@ def run(verdict: Verdict, now: datetime, value: float = 100.0) -> tuple[CheckRes
     )
 
 
-READY = machine.WorkloadState(exists=True, available=True)
+READY = driver.READY
 
 
-class Driver:
-    """Feeds observations and applies SetWeights to a pretend router, like the runtime."""
+class Driver(driver.Driver):
+    """The core tests' driver on a spec, with analysis rounds of one verdict."""
 
     def __init__(self, spec: RolloutSpec) -> None:
-        self.ctx = context(spec)
-        self.status = RolloutStatus()
-        self.now = T0
-        self.router = Weights(stable=100, canary=0)
-        self.transitions: list[machine.Transition] = []
+        super().__init__(context(spec))
 
-    def tick(self, seconds: float = 0.0, **obs: object) -> machine.Decision:
-        self.now += timedelta(seconds=seconds)
-        obs.setdefault("weights", self.router)
-        observations = machine.Observations(**obs)  # type: ignore[arg-type]
-        decision = machine.decide(self.ctx, self.status, observations, self.now)
-        self.status = decision.status
-        for action in decision.actions:
-            if isinstance(action, machine.SetWeights):
-                self.router = action.weights
-        self.transitions.extend(decision.transitions)
-        return decision
-
-    def analyse(self, seconds: float, verdict: Verdict) -> machine.Decision:
-        self.now += timedelta(seconds=seconds)
-        assert machine.analysis_due(self.ctx, self.status, self.now)
-        return self.tick(analysis=run(verdict, self.now))
+    def analyse(self, seconds: float, verdict: Verdict, value: float = 100.0,
+                ) -> machine.Decision:
+        return self.analysis(seconds, run(verdict, self.now + timedelta(seconds=seconds),
+                                          value))
 
 
 def test_healthy_canary_walks_every_step_then_promotes() -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from canaryd.core import machine, transitions
 from canaryd.core import release as rel
-from canaryd.core.model import Phase, RolloutStatus, Verdict, Weights
-from tests.core.test_machine import RELEASE_ONLY, T0, context, make_spec, run
+from canaryd.core.model import Phase, Verdict, Weights
+from tests.core import driver
+from tests.core.test_machine import RELEASE_ONLY, context, make_spec, run
 
 V1, V2 = "ghcr.io/acme/app:1", "ghcr.io/acme/app:2"
 
@@ -23,16 +25,14 @@ def deployment(name: str, image: str, replicas: int, **kw: object) -> rel.Deploy
     )
 
 
-class World:
-    """The router and both Deployments; applies actions the way the runtime would."""
+class World(driver.Driver):
+    """The shared driver with the router and both Deployments; applies the release's
+    actions the way the runtime would."""
 
     def __init__(self, *, version: str = V2, **plan: object) -> None:
         spec = make_spec()
-        self.ctx = replace(context(spec), release=rel.ReleasePlan(
-            stable="stable", canary="canary", image=rel.image_of(version), **plan))  # type: ignore[arg-type]
-        self.status = RolloutStatus()
-        self.now = T0
-        self.router = Weights(stable=100, canary=0)
+        super().__init__(replace(context(spec), release=rel.ReleasePlan(
+            stable="stable", canary="canary", image=rel.image_of(version), **plan)))  # type: ignore[arg-type]
         self.stable = deployment("stable", V1, 4)
         self.canary = deployment("canary", V1, 0)
         self.log: list[str] = []
@@ -43,41 +43,37 @@ class World:
         return replace(d, observed_generation=d.generation, updated=d.replicas,
                        available=d.replicas)
 
-    def tick(self, seconds: float = 1.0, settle: bool = True,
-             **obs: object) -> machine.Decision:
-        self.now += timedelta(seconds=seconds)
+    def tick(self, seconds: float = 1.0, settle: bool = True,  # type: ignore[override]
+             **obs: Any) -> machine.Decision:
         if settle:
             self.stable, self.canary = self._settle(self.stable), self._settle(self.canary)
-        obs.setdefault("weights", self.router)
         obs.setdefault("release", rel.ReleaseObservation(self.stable, self.canary))
         obs.setdefault("action_error", self.error)
-        decision = machine.decide(self.ctx, self.status, machine.Observations(**obs),  # type: ignore[arg-type]
-                                  self.now)
-        self.status = decision.status
         self.error = None
-        for a in decision.actions:
-            self.log.append(type(a).__name__)
-            if isinstance(a, self.refused):
-                self.error = f"{type(a).__name__} failed: 422 held"
-            elif isinstance(a, machine.SetWeights):
-                self.router = a.weights
-            elif isinstance(a, rel.PrepareCanary):
-                c = self.canary
-                if a.image is not None:
-                    c = replace(c, images=(("app", a.image),), template_hash=f"h-{a.image}")
-                if a.replicas is not None:
-                    c = replace(c, replicas=a.replicas)
-                self.canary = replace(c, generation=c.generation + 1)
-            elif isinstance(a, rel.CopyTemplate):
-                assert a.template_hash == self.canary.template_hash
-                self.stable = replace(self.stable, images=self.canary.images,
-                                      template_hash=self.canary.template_hash,
-                                      generation=self.stable.generation + 1, updated=0)
-            elif isinstance(a, machine.ScaleDown):
-                assert a.deployment == "canary", "only the canary is ever scaled down"
-                self.canary = replace(self.canary, replicas=0,
-                                      generation=self.canary.generation + 1)
-        return decision
+        return super().tick(seconds, **obs)
+
+    def apply(self, a: object) -> None:
+        self.log.append(type(a).__name__)
+        if isinstance(a, self.refused):
+            self.error = f"{type(a).__name__} failed: 422 held"
+        elif isinstance(a, rel.PrepareCanary):
+            c = self.canary
+            if a.image is not None:
+                c = replace(c, images=(("app", a.image),), template_hash=f"h-{a.image}")
+            if a.replicas is not None:
+                c = replace(c, replicas=a.replicas)
+            self.canary = replace(c, generation=c.generation + 1)
+        elif isinstance(a, rel.CopyTemplate):
+            assert a.template_hash == self.canary.template_hash
+            self.stable = replace(self.stable, images=self.canary.images,
+                                  template_hash=self.canary.template_hash,
+                                  generation=self.stable.generation + 1, updated=0)
+        elif isinstance(a, machine.ScaleDown):
+            assert a.deployment == "canary", "only the canary is ever scaled down"
+            self.canary = replace(self.canary, replicas=0,
+                                  generation=self.canary.generation + 1)
+        else:
+            super().apply(a)
 
     def until(self, phase: Phase, limit: int = 50, **obs: object) -> None:
         for _ in range(limit):
