@@ -7,6 +7,11 @@ Only the replica holding the Lease runs the reconcile loop: on becoming leader i
 claims every active rollout (fencing writes prepared by a former leader), then reconciles
 until it loses the Lease (stopped at once) or is told to stop.
 
+With `shards` > 1 (`--shards N`) the targets are split over N shards, each led through its
+own Lease (`canaryd.runtime.shards.ShardManager`); every replica runs the reconcile loop,
+and each round drives only the rollouts of the shards this replica leads (a shard's
+rollouts are claimed when it is taken). Without it, one leader drives everything, as above.
+
 Shutdown (SIGTERM or SIGINT): no new round starts; the round in flight may finish within
 `drain_timeout` (its writes stay behind the leadership gate and resourceVersion fences);
 then the Lease is released so another replica takes over at its next retry, and the process
@@ -37,11 +42,13 @@ from canaryd.api.context import STATE
 from canaryd.api.deps import ApiDeps
 from canaryd.api.transport import GuardedSite, HttpLimits
 from canaryd.api.writer import RolloutWriter
+from canaryd.core import shards as core_shards
 from canaryd.core.settings import Settings
 from canaryd.runtime.controller import Controller
 from canaryd.runtime.leader import LeaderElector, LeaseRef, LeaseTiming
 from canaryd.runtime.metrics import DaemonMetrics
 from canaryd.runtime.settings import SettingsHolder
+from canaryd.runtime.shards import ShardManager
 
 log = structlog.get_logger("canaryd.daemon")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -72,6 +79,21 @@ class DaemonOptions:
     lease_timing: LeaseTiming = field(default_factory=LeaseTiming)
     drain_timeout: float = 10.0
     http_limits: HttpLimits = field(default_factory=HttpLimits.from_env)
+    shards: int = 1  # > 1: targets split over this many Leases (needs leader election)
+
+    def __post_init__(self) -> None:
+        try:
+            core_shards.check_shards(self.shards)
+        except ValueError as exc:
+            raise ValueError(f"--shards: {exc}") from None
+        if self.shards > 1:
+            if not self.leader_election:
+                raise ValueError("--shards: more than one shard needs leader election "
+                                 "(--leader-elect)")
+            try:
+                core_shards.check_group(self.lease_name)
+            except ValueError as exc:
+                raise ValueError(f"--lease-name: {exc}") from None
 
 
 class PinnedSettings(SettingsHolder):
@@ -101,11 +123,18 @@ class Daemon:
         self.controller: Controller | None = None
         self.prometheus: PrometheusClient | None = None
         self.elector: LeaderElector | None = None
+        self.shards: ShardManager | None = None
         self.url: str | None = None
         self.started = asyncio.Event()  # serving: the controller and the API exist
 
-    def may_write(self) -> bool:
-        """The controller's leadership gate: without election, the one replica always may."""
+    def may_write(self, namespace: str | None = None, target: str | None = None) -> bool:
+        """The controller's leadership gate: without election, the one replica always may;
+        one leader: while it leads (the key is ignored); sharded: while it leads the
+        target's shard (without a key: any shard)."""
+        if self.shards is not None:
+            if namespace is None or target is None:
+                return self.shards.leading_any()
+            return self.shards.may_write(namespace, target)
         return self.elector is None or self.elector.is_leader()
 
     async def start(self) -> web.AppRunner:
@@ -115,9 +144,15 @@ class Daemon:
             prom.url, timeout=prom.timeout, retries=prom.retries,
             observe=self.metrics.observe_prometheus,
         )
-        if self.options.leader_election:
-            lease = LeaseRef(self.options.lease_namespace or default_lease_namespace(),
-                             self.options.lease_name)
+        lease_namespace = self.options.lease_namespace or default_lease_namespace()
+        if self.options.leader_election and self.options.shards > 1:
+            self.shards = ShardManager(
+                api=self.api, namespace=lease_namespace, lease_name=self.options.lease_name,
+                identity=self.options.identity, shards=self.options.shards,
+                timing=self.options.lease_timing, metrics=self.metrics,
+                on_acquired=self._claim_shard)
+        elif self.options.leader_election:
+            lease = LeaseRef(lease_namespace, self.options.lease_name)
             self.elector = LeaderElector(api=self.api, lease=lease,
                                          identity=self.options.identity,
                                          timing=self.options.lease_timing)
@@ -125,6 +160,7 @@ class Daemon:
         self.controller = Controller(
             api=self.api, settings=self.settings, prometheus=self.prometheus,
             metrics=self.metrics, identity=self.options.identity, may_write=self.may_write,
+            sharded=self.shards is not None,
         )
         app = build_app(ApiDeps(
             cache=self.controller.cache, synced=self.controller.synced,
@@ -164,8 +200,9 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self.stop.set)
+        sharded = {"shards": self.options.shards} if self.shards else {}
         log.info("canaryd serving", url=self.url, identity=self.options.identity,
-                 lease=str(self.elector.lease) if self.elector else None)
+                 lease=str(self.elector.lease) if self.elector else None, **sharded)
         if not embedded:
             print(f'{{"event": "ready", "url": "{self.url}"}}', flush=True)
         # The informer gets its own stop: it keeps the cache fresh while the last round drains.
@@ -189,6 +226,8 @@ class Daemon:
             await asyncio.gather(*tasks, drive, return_exceptions=True)
             if self.elector is not None and self.elector.is_leader():
                 await self.elector.release()
+            if self.shards is not None:
+                await self.shards.release_all()
             await self.controller.hooks.close()
             await runner.cleanup()
             if self.api is not None:
@@ -201,6 +240,9 @@ class Daemon:
         """Reconcile while this replica may: always without election, else while leading."""
         controller = self.controller
         assert controller is not None
+        if self.shards is not None:
+            await self._drive_sharded(self.shards, controller)
+            return
         if self.elector is None:
             await controller.reconcile_loop(self.stop)
             return
@@ -238,6 +280,39 @@ class Daemon:
             if not self.stop.is_set():
                 # A crashed loop: give another replica the first chance.
                 await aio.sleep_or_stop(self.stop, elector.timing.retry_period * 2)
+
+    async def _drive_sharded(self, shards: ShardManager, controller: Controller) -> None:
+        """Take, keep and give up shards beside a reconcile loop gated per rollout. On
+        stop: no new round; the one in flight may take `drain_timeout`; then every shard
+        is released."""
+        membership_stop = asyncio.Event()
+        membership = asyncio.create_task(shards.run(membership_stop), name="shards")
+        work = asyncio.create_task(controller.reconcile_loop(self.stop), name="reconcile")
+        halt = asyncio.create_task(self.stop.wait())
+        try:
+            await aio.first(work, membership, halt)
+            if self.stop.is_set() and not work.done():
+                await aio.first(work, timeout=self.options.drain_timeout)
+            if work.done() and not work.cancelled() and work.exception() is not None:
+                log.error("reconcile loop crashed", error=repr(work.exception()))
+        finally:
+            for task in (work, halt):
+                task.cancel()
+            await asyncio.gather(work, halt, return_exceptions=True)
+            membership_stop.set()  # releases every shard held
+            await asyncio.gather(membership, return_exceptions=True)
+
+    async def _claim_shard(self, shard: int) -> None:
+        """A shard just taken: fence its rollouts' former writer (the claim), once the
+        cache is synced."""
+        controller, manager = self.controller, self.shards
+        assert controller is not None and manager is not None
+        await aio.first(controller.synced.wait(), self.stop.wait())
+        if self.stop.is_set():
+            return
+        claimed = await controller.claim(
+            lambda ns, target: manager.shard(ns, target) == shard and manager.holds(ns, target))
+        log.info("shard taken: claimed its active rollouts", shard=shard, claimed=claimed)
 
     async def _work(self, controller: Controller, stop: asyncio.Event) -> None:
         await aio.first(controller.synced.wait(), stop.wait())

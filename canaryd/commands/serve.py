@@ -12,6 +12,7 @@ from typing import Any
 from canaryd import log as logging_setup
 from canaryd.api.auth import TokenError
 from canaryd.core.settings import ConfigError
+from canaryd.core.shards import MAX_SHARDS
 
 
 def register(sub: Any) -> None:
@@ -59,7 +60,25 @@ def register(sub: Any) -> None:
                     default=os.environ.get("CANARYD_DRAIN_TIMEOUT", "10"),
                     help="on SIGTERM, how long the reconcile round in flight may take to "
                          "finish before the Lease is released (default 10)")
+    sh = p.add_argument_group(
+        "sharding",
+        "Split the targets over N shards, each led through its own Lease "
+        "(<lease-name>-shard-<i>); replicas take up to a fair share each (docs/scale.md).",
+    )
+    sh.add_argument("--shards", type=_shards, default=os.environ.get("CANARYD_SHARDS", "1"),
+                    help=f"number of shards, 1 to {MAX_SHARDS} (env CANARYD_SHARDS; default 1: "
+                         "one leader drives every rollout)")
     p.set_defaults(handler=run)
+
+
+def _shards(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and {MAX_SHARDS}")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -90,12 +109,17 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"canaryd: leader election: {exc}")
         return 2
-    options = DaemonOptions(
-        config=args.config, kubeconfig=args.kubeconfig, host=args.host, port=args.port,
-        prometheus_url=args.prometheus_url, tokens_file=args.tokens_file,
-        leader_election=args.leader_elect, lease_namespace=args.lease_namespace,
-        lease_name=args.lease_name, lease_timing=timing, drain_timeout=args.drain_timeout,
-    )
+    try:
+        options = DaemonOptions(
+            config=args.config, kubeconfig=args.kubeconfig, host=args.host, port=args.port,
+            prometheus_url=args.prometheus_url, tokens_file=args.tokens_file,
+            leader_election=args.leader_elect, lease_namespace=args.lease_namespace,
+            lease_name=args.lease_name, lease_timing=timing, drain_timeout=args.drain_timeout,
+            shards=args.shards,
+        )
+    except ValueError as exc:
+        print(f"canaryd: {exc}", file=sys.stderr)
+        return 2
     if args.identity:
         options.identity = args.identity
     try:

@@ -25,11 +25,69 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_SHARDS = 256
+# Labels on every Lease of one sharded installation: listed by GROUP_LABEL=<lease name>.
+GROUP_LABEL = "canaryd.io/lease-group"
+ROLE_LABEL = "canaryd.io/lease-role"
+LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def check_shards(shards: int) -> int:
+    """`shards` if it is a usable number of shards, else ValueError saying the range."""
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ValueError(f"shards must be between 1 and {MAX_SHARDS}, not {shards}")
+    return shards
+
+
+def shard_lease_name(lease: str, shard: int) -> str:
+    return f"{lease}-shard-{shard}"
+
+
+def member_lease_name(lease: str, identity: str) -> str:
+    """The member Lease of one replica (the identity hashed: any identity makes a valid
+    name)."""
+    return f"{lease}-member-{hashlib.sha256(identity.encode('utf-8')).hexdigest()[:12]}"
+
+
+def lease_shard(lease: str, name: str, shards: int) -> int | None:
+    """The shard whose Lease is called `name`, or None."""
+    prefix = f"{lease}-shard-"
+    if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+        return None
+    shard = int(name[len(prefix):])
+    return shard if shard < shards and name == shard_lease_name(lease, shard) else None
+
+
+def is_member_lease(lease: str, name: str) -> bool:
+    return name.startswith(f"{lease}-member-")
+
+
+def check_group(lease: str) -> str:
+    """The Lease name as a sharded installation uses it: also a label value (at most 63
+    characters) and room for the suffixes in a Lease name."""
+    if not LABEL_VALUE.match(lease) or len(lease) > 63:
+        raise ValueError(f"lease name {lease!r} must be a label value (at most 63 letters, "
+                         "digits, '-', '_' or '.', starting and ending alphanumeric) to be "
+                         "used with shards")
+    return lease
+
+
+def owner_key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, target) that decides a cached rollout's shard: its spec.target, or for a
+    spec without a readable one, its own name (every replica computes the same)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec")
+    target = spec.get("target") if isinstance(spec, Mapping) else None
+    namespace = str(meta.get("namespace", "")) if isinstance(meta, Mapping) else ""
+    if isinstance(target, str) and target:
+        return namespace, target
+    name = meta.get("name", "") if isinstance(meta, Mapping) else ""
+    return namespace, f"rollout:{name}"
 
 
 def _digest(text: str) -> int:

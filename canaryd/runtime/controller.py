@@ -22,7 +22,7 @@ from canaryd import aio
 from canaryd.adapters.kube import ObjectRef, RolloutStore
 from canaryd.adapters.prometheus import PrometheusClient
 from canaryd.adapters.retry import kube_observer
-from canaryd.core import reading, targets
+from canaryd.core import reading, shards, targets
 from canaryd.core.hooks import pending as hooks_pending
 from canaryd.core.settings import Settings
 from canaryd.runtime.analysis import Analyzer
@@ -39,7 +39,9 @@ from canaryd.runtime.retention import Retention
 
 log = structlog.get_logger("canaryd.controller")
 PARALLEL = 64  # rollouts observed / finished at once in a round
-__all__ = ["Controller", "Listener"]
+# The write gate: (namespace, target) -> this replica may write for that target now.
+Gate = Callable[[str, str], bool]
+__all__ = ["Controller", "Gate", "Listener"]
 
 
 def utcnow() -> datetime:
@@ -56,7 +58,8 @@ class Controller:
         metrics: DaemonMetrics,
         identity: str,
         clock: Callable[[], datetime] = utcnow,
-        may_write: Callable[[], bool] = lambda: True,
+        may_write: Gate = lambda _namespace, _target: True,
+        sharded: bool = False,
     ) -> None:
         self.settings = settings
         self.prometheus = prometheus
@@ -64,29 +67,52 @@ class Controller:
         self.identity = identity
         self.clock = clock
         # Leadership gate, checked right before every write: a replica that lost (or cannot
-        # renew) its lease stops acting at once, even in the middle of a round.
-        self.may_write = may_write
+        # renew) its lease stops acting at once, even in the middle of a round. One leader:
+        # it ignores the key. Sharded: the lease of the target's shard (`owner`), and each
+        # round reconciles only the rollouts this replica may write for.
+        self.gate = may_write
+        self.sharded = sharded
+        # Sharded: a rollout another one blocks, or that waits for one it supersedes, is
+        # decided by the owner of that other rollout's shard (one replica decides for every
+        # rollout sharing a router object; each replica arbitrates over the same cache).
+        self._deferred: dict[str, str] = {}
+        self._unowned: set[str] = set()  # live rollouts left to other replicas last round
         self.store = RolloutStore(api)
         self.cache = RolloutCache()
         self.queue = DueQueue()
         self.reporter = Reporter(store=self.store, cache=self.cache, metrics=metrics,
-                                 clock=clock, may_write=may_write)
+                                 clock=clock, may_write=self.may_write)
         self.hooks = HookRunner(settings=settings, api=api, wake=self.queue.touch,
                                 registry=metrics.registry, clock=clock)
         self.reconciler = Reconciler(api=api, store=self.store, cache=self.cache,
                                      reporter=self.reporter, metrics=metrics,
-                                     identity=identity, may_write=may_write, hooks=self.hooks)
-        self.retention = Retention(store=self.store, cache=self.cache, may_write=may_write,
+                                     identity=identity, may_write=self.may_write,
+                                     hooks=self.hooks)
+        self.retention = Retention(store=self.store, cache=self.cache, may_write=self.may_write,
                                    keep=lambda: self.settings().controller.keep_finished)
         self.policies = Policies(api=api, rollouts=self.store, cache=self.cache,
                                  identity=identity, clock=clock, may_write=may_write,
                                  settings=settings, metrics=metrics)
         self._informer = Informer(self.store, self.cache, self._changed)
         self.notifier = Notifier(settings=settings, cache=self.cache, store=self.store,
-                                 may_write=may_write, registry=metrics.registry, clock=clock)
+                                 may_write=self.may_write, registry=metrics.registry,
+                                 clock=clock)
         self.listeners.append(self.notifier.changed)
         # A finished rollout is cached as its summary once no notice of it is owed.
         self.cache.keep_whole = self.notifier.owes
+
+    def owner(self, key: str) -> tuple[str, str]:
+        """(namespace, target) whose shard decides for rollout `key`."""
+        key = self._deferred.get(key, key)
+        obj = self.cache.get(key)
+        if obj is None:
+            namespace, _, name = key.partition("/")
+            return namespace, f"rollout:{name}"
+        return shards.owner_key(obj)
+
+    def may_write(self, key: str) -> bool:
+        """This replica may write for rollout `key` now."""
+        return self.gate(*self.owner(key))
 
     @property
     def synced(self) -> asyncio.Event:
@@ -180,17 +206,27 @@ class Controller:
         self.reporter.expire(time.monotonic())
         await self.retention.sweep()
         await self.policies.sweep()
+        arbitration = self._arbitrate() if self.sharded else None
         live = []
         for key, obj in self.cache.items():
-            if self._live(obj):
+            if not self._live(obj):  # finished: not due until it changes (else the loop
+                self.queue.forget(key)  # would never wait)
+            elif arbitration is None:
                 live.append(key)
-            else:  # finished: not due until it changes (else the loop would never wait)
+            elif self.may_write(key):
+                if key in self._unowned:  # a shard taken, or another rollout's done: now
+                    self._unowned.discard(key)
+                    self.queue.touch(key)
+                live.append(key)
+            else:  # another replica's: looked at again when it is this one's
+                self._unowned.add(key)
                 self.queue.forget(key)
+        self._unowned.intersection_update(self.cache)
         due = self.queue.take(live)
         if not due:
             return
         try:
-            await self._reconcile(due, settings)
+            await self._reconcile(due, settings, arbitration)
         finally:  # whatever happened to the round, nothing stays taken
             for key in due:
                 if self.queue.busy(key):
@@ -202,8 +238,17 @@ class Controller:
         read = self.cache.read(obj)
         return read.active or (read.status is not None and hooks_pending(read.status))
 
-    async def _reconcile(self, due: list[str], settings: Settings) -> None:
+    def _arbitrate(self) -> dict[str, targets.Arbitration]:
         arbitration = targets.arbitrate(self.cache.entry(obj) for obj in self.cache.values())
+        if self.sharded:
+            self._deferred = {key: other for key, a in arbitration.items()
+                              if (other := a.blocking or a.waiting_for) is not None}
+        return arbitration
+
+    async def _reconcile(self, due: list[str], settings: Settings,
+                         arbitration: dict[str, targets.Arbitration] | None = None) -> None:
+        if arbitration is None:
+            arbitration = self._arbitrate()
         sem = asyncio.Semaphore(PARALLEL)
         tick = settings.controller.tick
 
@@ -253,18 +298,24 @@ class Controller:
 
     # ------------------------------------------------------------------ leadership
 
-    async def claim(self) -> int:
+    async def claim(self, select: Gate | None = None) -> int:
         """Fence older writers: rewrite every active rollout's status under this identity.
 
-        Called when this replica becomes leader. Each write bumps the resourceVersion, so a
-        paused former leader's in-flight write (made from an older read) gets 409.
+        Called when this replica becomes leader, or (`select`: the targets of one shard,
+        while this replica holds it) when it takes a shard. Each write bumps the
+        resourceVersion, so a paused former leader's in-flight write (made from an older
+        read) gets 409.
         """
         count = 0
+        self.retention.due = True
         for key, obj in list(self.cache.items()):
+            if select is not None and not select(*self.owner(key)):
+                continue
             self.queue.touch(key)
             read = self.cache.read(obj)
+            allowed = select(*self.owner(key)) if select is not None else self.may_write(key)
             # An unreadable status is not claimed: canaryd writes nothing of it but a report.
-            if read.status is None or read.terminal or not self.may_write():
+            if read.status is None or read.terminal or not allowed:
                 continue
             try:
                 meta = obj["metadata"]

@@ -26,7 +26,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +94,7 @@ class LeaderElector:
         wall: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         on_change: Callable[[bool], None] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         if not identity:
             raise ValueError("a leader election identity must not be empty")
@@ -106,6 +107,9 @@ class LeaderElector:
         # Jitter only spreads retries out; it protects nothing.
         self.rng = rng or random.Random()  # noqa: S311
         self.on_change = on_change
+        # Written on every create and update (an update replaces the whole object): the
+        # shard Leases carry labels so that every replica can list them.
+        self.labels = dict(labels) if labels else None
         self._observed: dict[str, Any] | None = None  # the Lease spec last seen
         self._observed_rv: str | None = None
         self._observed_at = -math.inf  # monotonic time the record last changed, as seen here
@@ -133,6 +137,12 @@ class LeaderElector:
 
     def _observed_expiry(self) -> float:
         return self._observed_at + float((self._observed or {}).get("leaseDurationSeconds") or 0)
+
+    def observe(self, lease: dict[str, Any], now: float) -> None:
+        """A record of this Lease read elsewhere (a listing at local time `now`), judged
+        as this candidate's own reads are; ignored while leading (its own write is newer)."""
+        if not self._leading:
+            self._observe(lease, now)
 
     def _observe(self, lease: dict[str, Any], now: float) -> None:
         spec = dict(lease.get("spec") or {})
@@ -174,6 +184,8 @@ class LeaderElector:
         meta: dict[str, Any] = {"name": self.lease.name, "namespace": self.lease.namespace}
         if resource_version is not None:
             meta["resourceVersion"] = resource_version
+        if self.labels:
+            meta["labels"] = dict(self.labels)
         return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Lease", "metadata": meta,
                 "spec": spec}
 
@@ -293,6 +305,14 @@ class LeaderElector:
             if until_expiry < delay:
                 delay = max(until_expiry, 0.0) + 0.001
         return delay
+
+    async def try_acquire(self) -> bool:
+        """One attempt to take (or keep) the Lease: True when leading afterwards (`hold`
+        then renews it)."""
+        if await self.try_acquire_or_renew():
+            self._set_leading(True)
+            return True
+        return self.is_leader()
 
     async def acquire(self, stop: asyncio.Event) -> bool:
         """Try until this replica leads (True) or `stop` is set (False)."""

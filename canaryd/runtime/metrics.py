@@ -107,6 +107,11 @@ class DaemonMetrics:
         self.policies_not_ready = Gauge(
             "canaryd_policies_not_ready",
             "RolloutPolicies whose Ready condition is False (see the condition)", registry=r)
+        self.shards_held = Gauge(
+            "canaryd_shards_held", "Shards this replica leads (with --shards > 1)", registry=r)
+        self.shard_transitions = Counter(
+            "canaryd_shard_transitions", "Shards this replica took (acquired), lost (renew "
+            "deadline passed or taken) or gave up (released)", ["change"], registry=r)
         for phase in [*(p.value for p in Phase), UNKNOWN]:
             self.rollouts.labels(phase=phase)
         for ended in TERMINAL_PHASES:  # from 0, so that rate() sees the first one end

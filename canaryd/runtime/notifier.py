@@ -49,7 +49,7 @@ class Delivery:
 class Notifier:
     def __init__(
         self, *, settings: Callable[[], Settings], cache: RolloutCache, store: RolloutStore,
-        may_write: Callable[[], bool], registry: CollectorRegistry | None = None,
+        may_write: Callable[[str], bool], registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings, self.cache, self.store = settings, cache, store
@@ -87,8 +87,7 @@ class Notifier:
         left to the next leader (status says it was not sent)."""
         try:
             while not stop.is_set():
-                if self.may_write():
-                    self.sweep()
+                self.sweep(self.may_write)
                 self._wake.clear()
                 waits = {asyncio.ensure_future(self._wake.wait()),
                          asyncio.ensure_future(stop.wait())}
@@ -180,7 +179,9 @@ class Notifier:
             self._swept.pop(key, None)
             self._wake.set()
 
-    def sweep(self) -> None:
+    def sweep(self, mine: Callable[[str], bool] | None = None) -> None:
+        """Queue what is owed. `mine`: only the rollouts this replica may write for (the
+        run loop passes the write gate; None: every cached rollout)."""
         conf = self.settings().notifications
         if not conf.receivers:
             return
@@ -193,8 +194,8 @@ class Notifier:
         for key, obj in list(self.cache.items()):
             meta = obj.get("metadata") or {}
             rv = str(meta.get("resourceVersion", ""))
-            if self._swept.get(key) == rv:
-                continue
+            if self._swept.get(key) == rv or (mine is not None and not mine(key)):
+                continue  # unchanged, or not this replica's to tell (looked at once it is)
             self._swept[key] = rv
             read = self.cache.read(obj)
             if read.status is None:
@@ -249,8 +250,12 @@ class Notifier:
         while True:
             d = await queue.get()
             self.depth.labels(name).set(queue.qsize())
-            if not self.may_write():
-                continue  # no longer leading: the next leader sends it
+            if not self.may_write(d.key):
+                # No longer leading (or no longer this replica's shard): the next owner sends
+                # it, or this one again once it leads again (swept afresh then).
+                self._queued.pop((d.key, name), None)
+                self._swept.pop(d.key, None)
+                continue
             conf = self.settings().notifications
             receiver = next((r for r in conf.receivers if r.name == name), None)
             if receiver is None:
@@ -259,7 +264,7 @@ class Notifier:
                 ok = await self._deliver(receiver, d, conf.api_url)
                 self.sent.labels(name, "sent" if ok else "failed").inc()
                 self.up.labels(name).set(1 if ok else 0)
-                if self.may_write():
+                if self.may_write(d.key):
                     await self._mark(d)
             except asyncio.CancelledError:
                 raise

@@ -26,7 +26,7 @@ from canaryd.adapters.errors import Conflict, KubeError
 from canaryd.adapters.kube import ObjectRef, RolloutStore
 from canaryd.adapters.policies import PolicyStore
 from canaryd.adapters.workloads import Releases
-from canaryd.core import policy, reading
+from canaryd.core import policy, reading, shards
 from canaryd.core import release as rel
 from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
@@ -39,14 +39,17 @@ PARALLEL = 16
 
 class Policies:
     def __init__(self, *, api: client.ApiClient, rollouts: RolloutStore, cache: RolloutCache,
-                 identity: str, clock: Callable[[], datetime], may_write: Callable[[], bool],
+                 identity: str, clock: Callable[[], datetime],
+                 may_write: Callable[[str, str], bool],
                  settings: Callable[[], Settings],
                  metrics: DaemonMetrics | None = None) -> None:
         self.store = PolicyStore(api)
         self.rollouts, self.cache = rollouts, cache
         self.releases = Releases(api)
         self.identity, self.clock = identity, clock
-        self.may_write, self.settings = may_write, settings
+        # The write gate by (namespace, target): a policy is its target's (one leader: the
+        # key is ignored; sharded: the shard of the rollouts it starts).
+        self.gate, self.settings = may_write, settings
         self.metrics = metrics
         self._not_ready: set[str] = set()
         self.objects: dict[str, dict[str, Any]] = {}
@@ -98,10 +101,11 @@ class Policies:
 
     async def sweep(self) -> int:
         """Look at every policy that is due; how many rollouts were started."""
-        if not self.synced.is_set() or not self.may_write():
+        if not self.synced.is_set():
             return 0
         now, every = time.monotonic(), max(self.settings().controller.tick, POLL_MIN)
-        due = [k for k in self.objects if now - self._looked.get(k, -1e9) >= every]
+        due = [k for k, o in self.objects.items()
+               if now - self._looked.get(k, -1e9) >= every and self.may_write(o)]
         if not due:
             return 0
         sem = asyncio.Semaphore(PARALLEL)
@@ -135,6 +139,9 @@ class Policies:
             self.metrics.policy_looks.labels(outcome=outcome).inc()
             self.metrics.policies_not_ready.set(len(self._not_ready))
 
+    def may_write(self, obj: dict[str, Any]) -> bool:
+        return self.gate(*shards.owner_key(obj))
+
     async def _view(self, namespace: str, name: str, spec: policy.PolicySpec,
                     raw_spec: dict[str, Any]) -> policy.View:
         plan = rel.ReleasePlan(stable=spec.workloads.stable, canary=spec.workloads.canary)
@@ -161,7 +168,7 @@ class Policies:
                 unreadable = f"cannot read the Deployments: {exc}"[:1000]
         decision = policy.decide(name, meta.get("generation"), spec, invalid, status, view,
                                  self.clock(), unreadable=unreadable)
-        if not self.may_write():
+        if not self.may_write(obj):
             return decision
         if decision.start is not None:
             body = policy.rollout_body(obj, decision.start)

@@ -121,7 +121,7 @@ class Reconciler:
     def __init__(
         self, *, api: client.ApiClient, store: RolloutStore, cache: RolloutCache,
         reporter: Reporter, metrics: DaemonMetrics, identity: str,
-        may_write: Callable[[], bool], hooks: HookRunner | None = None,
+        may_write: Callable[[str], bool], hooks: HookRunner | None = None,
     ) -> None:
         self.api, self.store, self.cache = api, store, cache
         self.workloads = Workloads(api)
@@ -206,7 +206,7 @@ class Reconciler:
         """Decide, write the status, report, act. Seconds until the rollout is due again."""
         bound = log.bind(rollout=w.key, step=machine.step_progress(w.status))
         decision = machine.decide(w.ctx, w.status, w.obs, now)
-        if not self.may_write():
+        if not self.may_write(w.key):
             bound.info("not leading; decision dropped")
             return tick
         rv = await self.write_status(w, decision, bound)
@@ -265,7 +265,7 @@ class Reconciler:
         for action in decision.actions:
             if isinstance(action, RunHook):
                 continue
-            if not self.may_write():
+            if not self.may_write(w.key):
                 bound.info("leadership lost before the router write; next leader converges")
                 return requeue
             try:

@@ -32,7 +32,7 @@ WARNING_TARGETS = (Phase.ROLLING_BACK, Phase.FAILED, Phase.ROLLED_BACK)
 class Reporter:
     def __init__(
         self, *, store: RolloutStore, cache: RolloutCache, metrics: DaemonMetrics,
-        clock: Callable[[], datetime], may_write: Callable[[], bool],
+        clock: Callable[[], datetime], may_write: Callable[[str], bool],
     ) -> None:
         self.store, self.cache, self.metrics = store, cache, metrics
         self.clock, self.may_write = clock, may_write
@@ -56,7 +56,7 @@ class Reporter:
         async def send() -> None:
             # Sent in the background: a replica that stopped leading in between (frozen,
             # partitioned) writes nothing after its successor took over, Events included.
-            if not self.may_write():
+            if not self.may_write(reading.key(raw)):
                 log.info("event not sent: no longer leading", rollout=reading.key(raw),
                          reason=reason)
                 return
@@ -100,13 +100,13 @@ class Reporter:
         try:
             if isinstance(status, dict):
                 shown = conditions.degraded(conditions.readable(status.get("conditions")))
-                if shown == problem or not self.may_write():
+                if shown == problem or not self.may_write(key):
                     return
                 meta = raw["metadata"]
                 body = {"conditions": conditions.report(status, problem, self.clock())}
                 self.cache.put(await self.store.write_status(
                     ObjectRef(meta["namespace"], meta["name"]), body, meta["resourceVersion"]))
-            elif self._reported.get(key) == problem or not self.may_write():
+            elif self._reported.get(key) == problem or not self.may_write(key):
                 return
         except Exception as exc:  # reported again next time
             log.info("degraded condition not written yet", rollout=key,

@@ -46,7 +46,7 @@ def finished(objects: Iterable[dict[str, Any]], cache: RolloutCache) -> list[Fin
 
 class Retention:
     def __init__(self, *, store: RolloutStore, cache: RolloutCache,
-                 keep: Callable[[], int], may_write: Callable[[], bool]) -> None:
+                 keep: Callable[[], int], may_write: Callable[[str], bool]) -> None:
         self.store, self.cache = store, cache
         self.keep, self.may_write = keep, may_write
         self.due = True
@@ -64,13 +64,16 @@ class Retention:
         keep = self.keep()
         if keep != self._kept:  # a reloaded setting: the limit applies at once
             self._kept, self.due = keep, True
-        if not self.due or not self.may_write():
+        if not self.due:
             return 0
-        candidates = expired(finished(self.cache.values(), self.cache), keep)
+        # Sharded: only those of this replica's shards (the rest are their owners' to
+        # delete; `due` is set again when a shard is taken).
+        candidates = [f for f in expired(finished(self.cache.values(), self.cache), keep)
+                      if self.may_write(f.key)]
         self.due = len(candidates) > PER_ROUND
         count = 0
         for f in candidates[:PER_ROUND]:
-            if not self.may_write():
+            if not self.may_write(f.key):
                 self.due = True
                 break
             try:

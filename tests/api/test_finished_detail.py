@@ -168,7 +168,7 @@ async def test_a_summary_owing_a_notice_under_a_new_configuration_is_read_whole(
     conf = notifying([])
     cache = RolloutCache()
     notifier = Notifier(settings=lambda: conf, cache=cache, store=RolloutStore(kube),
-                        may_write=lambda: False,
+                        may_write=lambda _key: False,
                         clock=lambda: finished_at + timedelta(minutes=1))
     cache.keep_whole = notifier.owes
     cache.put(written)

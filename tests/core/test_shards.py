@@ -3,6 +3,7 @@ replica takes or gives up, driven tick by tick with a virtual clock over simulat
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -175,3 +176,30 @@ def test_no_shard_ever_has_two_live_holders_in_anyones_view() -> None:
         for s in range(5):
             seen = {o.holder(f"shard-{s}", w.now) for n, o in w.obs.items() if n in w.alive}
             assert len(seen - {""}) <= 1, (i, s, seen)
+
+
+def test_lease_names_and_the_range_of_shards() -> None:
+    assert shards.shard_lease_name("canaryd-leader", 3) == "canaryd-leader-shard-3"
+    assert shards.lease_shard("canaryd-leader", "canaryd-leader-shard-3", 8) == 3
+    assert shards.lease_shard("canaryd-leader", "canaryd-leader-shard-8", 8) is None
+    assert shards.lease_shard("canaryd-leader", "canaryd-leader-shard-03", 8) is None
+    assert shards.lease_shard("canaryd-leader", "other-shard-3", 8) is None
+    member = shards.member_lease_name("canaryd-leader", "pod/with odd chars")
+    assert shards.is_member_lease("canaryd-leader", member)
+    assert re.fullmatch(r"canaryd-leader-member-[0-9a-f]{12}", member)
+    assert member != shards.member_lease_name("canaryd-leader", "another-pod")
+    assert shards.check_shards(1) == 1 and shards.check_shards(shards.MAX_SHARDS) == 256
+    for bad in (0, -1, shards.MAX_SHARDS + 1):
+        with pytest.raises(ValueError, match="between 1 and 256"):
+            shards.check_shards(bad)
+    with pytest.raises(ValueError, match="label value"):
+        shards.check_group("x" * 64)
+
+
+def test_a_rollouts_shard_follows_its_target_or_else_its_name() -> None:
+    def obj(spec: object) -> dict[str, object]:
+        return {"metadata": {"namespace": "demo", "name": "r1"}, "spec": spec}
+
+    assert shards.owner_key(obj({"target": "podinfo"})) == ("demo", "podinfo")
+    assert shards.owner_key(obj({"target": 7})) == ("demo", "rollout:r1")
+    assert shards.owner_key(obj("garbage")) == ("demo", "rollout:r1")

@@ -143,6 +143,8 @@ def test_every_rendered_object_is_valid_for_kubernetes() -> None:
     (("serviceMonitor.enabled=yes",), "serviceMonitor.enabled"),
     (("replica=3",), "replica"),
     (("rbac.scope=namespaces",), "rbac.namespaces"),
+    (("leaderElection.shards=0",), "leaderElection.shards"),
+    (("leaderElection.shards=257",), "leaderElection.shards"),
 ])
 def test_bad_values_are_refused_naming_the_field(values: tuple[str, ...], named: str) -> None:
     args = [a for v in values for a in ("--set", v)]
@@ -150,6 +152,25 @@ def test_bad_values_are_refused_naming_the_field(values: tuple[str, ...], named:
                 check=False)
     assert done.returncode != 0 and not done.stdout.strip(), done.stdout
     assert named.split(".")[-1] in done.stderr, done.stderr
+
+
+def test_shards_set_the_daemons_option_and_let_it_list_and_renew_every_lease() -> None:
+    def env_and_rules(*values: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        docs = template(*values)
+        (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+        env = {e["name"]: e.get("value") for e in
+               deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
+        (role,) = [d for d in docs if d["kind"] == "Role"
+                   and d["metadata"]["name"].endswith("-leader-election")]
+        return env, role["rules"]
+
+    env, rules = env_and_rules()
+    assert "CANARYD_SHARDS" not in env
+    assert all("list" not in r["verbs"] for r in rules), "one leader lists no Leases"
+    env, rules = env_and_rules("leaderElection.shards=8")
+    assert env["CANARYD_SHARDS"] == "8"
+    assert {"resources": ["leases"], "apiGroups": ["coordination.k8s.io"],
+            "verbs": ["get", "list", "update", "delete"]} in rules
 
 
 def test_the_chart_carries_the_projects_crds_and_config() -> None:

@@ -289,7 +289,7 @@ async def test_bad_policies_are_reported_on_themselves_and_never_stall_a_good_on
         # same template again. The create answers AlreadyExists: already started, nothing new.
         other = Policies(api=k.custom.api_client, rollouts=RolloutStore(k.custom.api_client),
                          cache=RolloutCache(), identity="late-replica",
-                         clock=lambda: datetime.now(UTC), may_write=lambda: True,
+                         clock=lambda: datetime.now(UTC), may_write=lambda _ns, _target: True,
                          settings=lambda: load_settings(CONFIG, env={}))
         body = await k.policy()
         decision = await other.look({**body, "status": {}})

@@ -45,7 +45,7 @@ async def cache_with(conf: Settings, now: datetime) -> tuple[RolloutCache, Notif
     api = client.ApiClient()
     await api.close()  # nothing here calls Kubernetes
     notifier = Notifier(settings=lambda: conf, cache=cache, store=RolloutStore(api),
-                        may_write=lambda: False, clock=lambda: now)
+                        may_write=lambda _key: False, clock=lambda: now)
     cache.keep_whole = notifier.owes
     return cache, notifier
 

@@ -30,7 +30,7 @@ def series(metrics: DaemonMetrics) -> set[str]:
 def test_a_finished_rollouts_series_go_after_retention_an_active_ones_stay() -> None:
     cache, metrics = RolloutCache(), DaemonMetrics()
     reporter = Reporter(store=None, cache=cache, metrics=metrics,  # type: ignore[arg-type]
-                        clock=lambda: datetime.now(UTC), may_write=lambda: True)
+                        clock=lambda: datetime.now(UTC), may_write=lambda _key: True)
     for name, phase in (("done", "Succeeded"), ("running", "Pending"), ("gone", "Failed")):
         cache.put(rollout(name, phase))
         metrics.of_rollout(metrics.weight, "demo", name).set(10)
@@ -50,7 +50,7 @@ def test_a_finished_rollouts_series_go_after_retention_an_active_ones_stay() -> 
 def test_a_rollout_that_starts_again_restarts_its_retention() -> None:
     cache, metrics = RolloutCache(), DaemonMetrics()
     reporter = Reporter(store=None, cache=cache, metrics=metrics,  # type: ignore[arg-type]
-                        clock=lambda: datetime.now(UTC), may_write=lambda: True)
+                        clock=lambda: datetime.now(UTC), may_write=lambda _key: True)
     cache.put(rollout("again", "Failed"))
     metrics.of_rollout(metrics.weight, "demo", "again").set(0)
     reporter.expire(0.0)
@@ -66,7 +66,7 @@ def test_a_rollout_that_starts_again_restarts_its_retention() -> None:
 async def test_a_rollouts_duration_is_observed_once_it_ends_from_its_history() -> None:
     metrics = DaemonMetrics()
     reporter = Reporter(store=None, cache=RolloutCache(), metrics=metrics,  # type: ignore[arg-type]
-                        clock=lambda: datetime.now(UTC), may_write=lambda: False)
+                        clock=lambda: datetime.now(UTC), may_write=lambda _key: False)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
 
     def entry(seq: int, source: Phase, phase: Phase, after: float) -> HistoryEntry:
