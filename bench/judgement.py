@@ -315,15 +315,19 @@ def run_canaryd(settings: Settings, profile: str, max_pause: float | None,
                 router = action.weights
         return decision
 
-    decide(canary=machine.WorkloadState(exists=True, available=True))
+    d = decide(canary=machine.WorkloadState(exists=True, available=True))
     analyses = 0
     while analyses < 150:
-        now += timedelta(seconds=INTERVAL)
+        # Woken when the machine asks, as the daemon's queue does: with the config's
+        # prometheus.queryOffset a run is due that long after each interval and is evaluated
+        # at the interval's end (the trace gives each interval's counts either way).
+        now += timedelta(seconds=INTERVAL if d.requeue_after is None else d.requeue_after)
         if status.phase is Phase.PAUSED:
             return Outcome("paused", analyses, status.reason)
         if not machine.analysis_due(ctx, status, now):
-            decide()
+            d = decide()
         else:
+            at = machine.evaluation_time(ctx.analysis, now)
             share = router.canary / 100
             iv = trace.at(analyses, share)
             analyses += 1
@@ -332,8 +336,8 @@ def run_canaryd(settings: Settings, profile: str, max_pause: float | None,
                                 step=status.step_index, canary_share=share,
                                 evidence=tuple(status.evidence))
             plan = queryplan.plan([job], settings)
-            results = queryplan.verdicts(plan, answers(plan, iv), now)[job.rollout]
-            decide(analysis=results, analysis_time=now)
+            results = queryplan.verdicts(plan, answers(plan, iv), at)[job.rollout]
+            d = decide(analysis=results, analysis_time=at)
         if status.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
             return Outcome("rolled back", analyses, status.reason)
         if status.phase in (Phase.PROMOTING, Phase.SUCCEEDED):

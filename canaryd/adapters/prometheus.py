@@ -132,13 +132,16 @@ class PrometheusClient:
         self, query: str, *, start: datetime, end: datetime, step: float
     ) -> list[tuple[Mapping[str, str], list[tuple[float, float]]]]:
         """A range query: per series, its (unix time, value) points at start + k * step up
-        to end, each what an instant query at that time would answer. `start` and `end` go
-        out as whole seconds (the library rounds them)."""
+        to end, each what an instant query at that time would answer. `start`, `end` and
+        `step` go out in milliseconds, Prometheus' resolution (the library would round the
+        times to whole seconds: its parameters are overridden)."""
 
         def sync() -> list[dict[str, Any]]:
             result: list[dict[str, Any]] = self._conn.custom_query_range(
                 query, start_time=start, end_time=end, step=format_duration(step),
-                params={"timeout": format_duration(max(self.timeout - 0.5, 0.5))})
+                params={"timeout": format_duration(max(self.timeout - 0.5, 0.5)),
+                        "start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}",
+                        "step": f"{step:.3f}"})
             return result
 
         raw = await self._call(sync)

@@ -34,13 +34,14 @@ from canaryd.adapters.prometheus import PrometheusClient, QueryError
 from canaryd.client import cli, errors, render
 from canaryd.commands.lint import config_path
 from canaryd.config import load_settings
-from canaryd.core import replay
+from canaryd.core import machine, replay
 from canaryd.core.durations import parse_duration
 from canaryd.core.model import RolloutSpec
-from canaryd.core.plan import PlanError, resolve_analysis, steps
+from canaryd.core.plan import EffectiveAnalysis, PlanError, resolve_analysis, steps
 from canaryd.core.settings import ConfigError, Settings
 
 MAX_POINTS = 11_000  # Prometheus' limit per series of a range query
+MAX_FETCHES = 200  # range queries per query text in one replay: one per analysed step
 
 
 class BacktestError(Exception):
@@ -153,7 +154,7 @@ def _with_profile(spec: RolloutSpec, profile: str | None) -> RolloutSpec:
 
 
 async def _fetch(prometheus: PrometheusClient, texts: tuple[str, ...], start: datetime,
-                 end: datetime, interval: float) -> replay.AnswersAt:
+                 end: datetime, interval: float) -> replay.Ranges:
     async def one(text: str) -> Any:
         try:
             return await prometheus.query_range(text, start=start, end=end, step=interval)
@@ -161,7 +162,26 @@ async def _fetch(prometheus: PrometheusClient, texts: tuple[str, ...], start: da
             return str(exc)
 
     results = await asyncio.gather(*(one(t) for t in texts))
-    return replay.points_at(dict(zip(texts, results, strict=True)))
+    return dict(zip(texts, results, strict=True))
+
+
+async def _replay(prometheus: PrometheusClient, settings: Settings, analysis: EffectiveAnalysis,
+                  plan_steps: tuple[Any, ...] | None, target: replay.Target, start: datetime,
+                  end: datetime, name: str) -> replay.Replay:
+    """Replay, fetching the answers where the replay stops for them: one range query per
+    query from there to the end at the interval (the rest of that step's runs), once per
+    analysed step (each starts off the previous grid)."""
+    texts = replay.queries(settings, analysis, target)
+    fetched = replay.Fetched()
+    for _ in range(MAX_FETCHES):
+        result = replay.replay(settings, analysis, plan_steps, target, start, end, fetched,
+                               name=name)
+        if result.missing is None:
+            return result
+        fetched.add(result.missing, analysis.interval, end, await _fetch(
+            prometheus, texts, result.missing, end, analysis.interval))
+    raise BacktestError(f"--from/--to: the replay needed more than {MAX_FETCHES} range "
+                        "queries per query (one per analysed step); shorten the window")
 
 
 def _clock(t: datetime) -> str:
@@ -304,7 +324,6 @@ async def _backtest(args: argparse.Namespace) -> int:
             if first is not None:
                 spec = spec.model_copy(update={"analysis": spec.analysis.model_copy(
                     update={"interval": first.interval})})
-    start = start.replace(microsecond=0)  # range queries go out in whole seconds
     target = replay.Target(ns, spec.workloads.canary, spec.workloads.stable)
     prom = settings.prometheus
     prometheus = PrometheusClient(args.prometheus_url or prom.url, timeout=prom.timeout,
@@ -316,19 +335,18 @@ async def _backtest(args: argparse.Namespace) -> int:
         except PlanError as exc:
             raise BacktestError(f"--profile {profile}: {exc}") from None
         if pad:
-            end = min(end + timedelta(seconds=analysis.interval), now)
+            end = end + timedelta(seconds=analysis.interval)
             pad = False
+        # Data newer than the query offset may still be arriving (the daemon waits as long).
+        end = min(end, machine.evaluation_time(analysis, now))
         if end <= start + timedelta(seconds=analysis.interval):
             raise BacktestError(f"--to: the window must be longer than one interval "
                                 f"({analysis.interval:g}s)")
         if (end - start).total_seconds() / analysis.interval > MAX_POINTS:
             raise BacktestError(f"--from/--to: more than {MAX_POINTS} intervals of "
                                 f"{analysis.interval:g}s; shorten the window")
-        answers_at = await _fetch(prometheus, replay.queries(settings, analysis, target),
-                                  start + timedelta(seconds=analysis.interval), end,
-                                  analysis.interval)
-        replays.append(replay.replay(settings, analysis, plan_steps, target, start, end,
-                                     answers_at, name=f"{ns}/{target.canary}"))
+        replays.append(await _replay(prometheus, settings, analysis, plan_steps, target,
+                                     start, end, name=f"{ns}/{target.canary}"))
     if args.output == "json":
         print(json.dumps(as_json(replays, live), indent=2))
     else:

@@ -12,7 +12,7 @@ whole life of a rollout, its endings included, and the operator's actions are it
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from canaryd.core import conditions, releasing
 from canaryd.core import hooks as hooking
@@ -291,7 +291,19 @@ def analysis_due(ctx: Context, status: RolloutStatus, now: datetime) -> bool:
     if hooking.running_step_hooks(status):
         return False  # a step's hooks run before its analysis
     anchor = status.last_analysis_at or status.step_started_at
-    return anchor is not None and since(now, anchor) >= ctx.analysis.interval
+    return anchor is not None and since(now, anchor) >= analysis_wait(ctx.analysis)
+
+
+def analysis_wait(analysis: EffectiveAnalysis) -> float:
+    """From a step's start or the last run's evaluation time to the next run: the interval,
+    and the query offset by which the run waits for its window's last scrape to settle (it
+    is evaluated at now - offset, so consecutive windows still follow each other)."""
+    return analysis.interval + analysis.query_offset
+
+
+def evaluation_time(analysis: EffectiveAnalysis, now: datetime) -> datetime:
+    """The `time=` a run due at `now` evaluates its queries at (and is recorded with)."""
+    return now - timedelta(seconds=analysis.query_offset)
 
 
 def _progressing(b: Builder, ctx: Context, obs: Observations) -> None:
@@ -311,7 +323,10 @@ def _progressing(b: Builder, ctx: Context, obs: Observations) -> None:
         return  # the step's hooks first (they wake it when they answer)
     s = b.status
     step = ctx.steps[s.step_index]
-    elapsed = since(b.now, s.step_started_at)
+    # An analysed step's time is counted in evaluation time: its pause ends once the runs
+    # have judged the windows up to its end, `query_offset` after the wall clock does.
+    elapsed = since(b.now, s.step_started_at) - (
+        ctx.analysis.query_offset if step.analysis else 0.0)
     analysed = (
         s.passed_runs_in_step >= ctx.analysis.min_passed_runs
         and s.consecutive_failures == 0
@@ -331,7 +346,7 @@ def _progressing(b: Builder, ctx: Context, obs: Observations) -> None:
         return
     anchor = s.last_analysis_at or s.step_started_at
     if step.analysis:
-        b.wake_in(ctx.analysis.interval - since(b.now, anchor))
+        b.wake_in(analysis_wait(ctx.analysis) - since(b.now, anchor))
     if analysed or not step.analysis:
         b.wake_in(step.pause - elapsed)
     if waiting and step.max_pause is not None:

@@ -19,6 +19,9 @@ class EffectiveAnalysis:
     limits: Limits
     min_passed_runs: int
     allow_unanalysed_promotion: bool = False
+    # prometheus.queryOffset: a run is due `interval + query_offset` after its anchor and its
+    # queries are evaluated `query_offset` before the round, on settled data.
+    query_offset: float = 0.0
 
 
 class PlanError(ValueError):
@@ -117,6 +120,7 @@ def resolve_analysis(settings: Settings, spec: RolloutSpec) -> EffectiveAnalysis
         limits=profile.limits,
         min_passed_runs=profile.min_passed_runs,
         allow_unanalysed_promotion=profile.allow_unanalysed_promotion,
+        query_offset=settings.prometheus.query_offset,
     )
 
 

@@ -1,13 +1,18 @@
 """Replaying a profile over history: what the daemon would have decided. Pure.
 
-The replay drives the same state machine (`machine.decide`) on a virtual clock that ticks
-once per analysis interval from `start`, and answers each due analysis from `answers_at(t)`:
-the answers Prometheus gives for the round's queries (`queryplan.plan`, the daemon's own
-coalesced queries) evaluated at t. `canaryd backtest` fetches them with one range query per
-query at the profile's interval; the verdicts come from the same code as the daemon's.
+The replay drives the same state machine (`machine.decide`) on a virtual clock that wakes
+when the machine asks to be woken, as the daemon's queue does: a step starts at its
+decision, a run is due `interval + prometheus.queryOffset` after the step's start or the
+last run, and evaluates the round's queries (`queryplan.plan`, the daemon's own coalesced
+queries) at `machine.evaluation_time`, `queryOffset` before it, where the daemon's run
+evaluates them too. So replay and daemon read the same windows of the same settled data;
+they differ only by the daemon's own latency (a round starts a few ms after it is due).
 
-Steps start on the interval grid (a pause ends at the first tick after it), so the replay's
-decisions can land up to one interval after the daemon's.
+`answers_at(t)` gives Prometheus' answers at t, or None when they have not been fetched:
+the replay then stops and says so (`Replay.missing`), and `canaryd backtest` fetches a
+range query from there (`Fetched`) and replays again. A run's later points lie on the grid
+`t + k * interval`; each new step starts off it (by the decision's offset), so a replay
+fetches once per analysed step.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from canaryd.core.model import CheckResult, Phase, RolloutStatus, Step, Verdict,
 from canaryd.core.plan import EffectiveAnalysis
 from canaryd.core.settings import Settings
 
-AnswersAt = Callable[[datetime], Mapping[str, queryplan.Answer]]
+AnswersAt = Callable[[datetime], Mapping[str, queryplan.Answer] | None]
+Ranges = Mapping[str, list[tuple[Mapping[str, str], list[tuple[float, float]]]] | str]
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Replay:
     decided_at: datetime | None  # when it started rolling back, was promoted, or paused
     reason: str
     transitions: tuple[tuple[datetime, machine.Transition], ...] = field(default=())
+    missing: datetime | None = None  # stopped here: the answers at this time are not fetched
 
 
 def queries(settings: Settings, analysis: EffectiveAnalysis, target: Target) -> tuple[str, ...]:
@@ -88,6 +95,7 @@ def replay(
     """With `steps` the plan moves the weights as the daemon would; without, one step spans
     the whole window and the canary's share is the one measured in each interval."""
     interval = analysis.interval
+    start = start.replace(microsecond=start.microsecond // 1000 * 1000)  # whole ms, as `ms`
     measured = steps is None
     plan_steps = steps or (Step(weight=50, pause=(end - start).total_seconds() + interval),)
     ctx = machine.Context(steps=plan_steps, analysis=analysis, ready_timeout=0.0,
@@ -114,32 +122,43 @@ def replay(
                 decided_at = now
         return d
 
-    decide(start, canary=machine.WorkloadState(exists=True, available=True))
-    k = 1
+    def result(missing: datetime | None = None) -> Replay:
+        return Replay(profile=analysis.profile, start=start, end=end, interval=interval,
+                      runs=tuple(runs), phase=status.phase, decided_at=decided_at,
+                      reason=status.reason, transitions=tuple(moves), missing=missing)
+
+    now = start
+    d = decide(now, canary=machine.WorkloadState(exists=True, available=True))
     while not status.phase.terminal and status.phase is not Phase.PAUSED:
-        now = start + timedelta(seconds=k * interval)
-        if now > end:
+        now += _wait(d.requeue_after if d.requeue_after is not None else interval)
+        at = machine.evaluation_time(analysis, now)
+        if at > end:
             break
-        k += 1
         if not machine.analysis_due(ctx, status, now):
-            decide(now)
+            d = decide(now)
         else:
-            answers = answers_at(now)
+            answers = answers_at(at)
+            if answers is None:
+                return result(missing=at)
             share = router.canary / 100
             if measured:
                 share_now = measured_share(queryplan.plan([_job(name, target, analysis, status,
                                                                  None)], settings), answers)
                 share = share_now if share_now is not None else 0.0
             job = _job(name, target, analysis, status, share)
-            results = queryplan.verdicts(queryplan.plan([job], settings), answers, now)[name]
-            d = decide(now, analysis=results, analysis_time=now)
-            runs.append(Run(now, job.step, verdict.weight_of(share), results,
+            results = queryplan.verdicts(queryplan.plan([job], settings), answers, at)[name]
+            d = decide(now, analysis=results, analysis_time=at)
+            runs.append(Run(at, job.step, verdict.weight_of(share), results,
                             verdict.overall(results), d.transitions))
         while status.phase in (Phase.PROMOTING, Phase.ROLLING_BACK):
-            decide(now)  # the router follows at once here
-    return Replay(profile=analysis.profile, start=start, end=end, interval=interval,
-                  runs=tuple(runs), phase=status.phase, decided_at=decided_at,
-                  reason=status.reason, transitions=tuple(moves))
+            d = decide(now)  # the router follows at once here
+    return result()
+
+
+def _wait(seconds: float) -> timedelta:
+    """A wait on the millisecond grid the replay's times keep to (range query points are
+    whole milliseconds), never shorter than one."""
+    return timedelta(milliseconds=max(round(seconds * 1000), 1))
 
 
 def _job(name: str, target: Target, analysis: EffectiveAnalysis, status: RolloutStatus,
@@ -149,28 +168,41 @@ def _job(name: str, target: Target, analysis: EffectiveAnalysis, status: Rollout
                          canary_share=share, evidence=tuple(status.evidence))
 
 
-def points_at(
-    ranges: Mapping[str, list[tuple[Mapping[str, str], list[tuple[float, float]]]] | str],
-) -> AnswersAt:
-    """answers_at from range-query results: at t, each series' point at exactly t (what an
-    instant query at t answers), or the query's error."""
-    by_time: dict[str, dict[float, list[queryplan.Sample]]] = {}
-    errors: dict[str, str] = {}
-    for text, result in ranges.items():
-        if isinstance(result, str):
-            errors[text] = result
-            continue
-        table: dict[float, list[queryplan.Sample]] = {}
-        for labels, points in result:
-            for t, value in points:
-                table.setdefault(round(t, 3), []).append((labels, value))
-        by_time[text] = table
+def ms(t: datetime | float) -> int:
+    """A time as whole unix milliseconds (Prometheus' own resolution)."""
+    return round((t.timestamp() if isinstance(t, datetime) else t) * 1000)
 
-    def at(now: datetime) -> Mapping[str, queryplan.Answer]:
-        key = round(now.timestamp(), 3)
-        out: dict[str, queryplan.Answer] = dict(errors)
-        for text, table in by_time.items():
-            out[text] = table.get(key, [])
-        return out
 
-    return at
+class Fetched:
+    """The answers fetched so far, as `answers_at`: range-query results, each on its grid
+    (start + k * step up to end, in whole milliseconds). At a grid time, each series' point
+    there (what an instant query at that time answers; none: an empty answer) or the
+    query's error; at any other time None (not fetched)."""
+
+    def __init__(self) -> None:
+        self._grids: list[tuple[int, int, int, dict[str, dict[int, list[queryplan.Sample]]],
+                                dict[str, str]]] = []
+
+    def add(self, start: datetime, step: float, end: datetime, ranges: Ranges) -> None:
+        tables: dict[str, dict[int, list[queryplan.Sample]]] = {}
+        errors: dict[str, str] = {}
+        for text, result in ranges.items():
+            if isinstance(result, str):
+                errors[text] = result
+                continue
+            table: dict[int, list[queryplan.Sample]] = {}
+            for labels, points in result:
+                for t, value in points:
+                    table.setdefault(ms(t), []).append((labels, value))
+            tables[text] = table
+        self._grids.append((ms(start), max(round(step * 1000), 1), ms(end), tables, errors))
+
+    def __call__(self, t: datetime) -> Mapping[str, queryplan.Answer] | None:
+        key = ms(t)
+        for start, step, end, tables, errors in reversed(self._grids):
+            if start <= key <= end and (key - start) % step == 0:
+                out: dict[str, queryplan.Answer] = dict(errors)
+                for text, table in tables.items():
+                    out[text] = table.get(key, [])
+                return out
+        return None

@@ -122,6 +122,13 @@ class PrometheusSettings(Model):
     url: str = "http://127.0.0.1:9090"
     timeout: Duration = 5.0
     retries: Annotated[int, Field(ge=0, le=10)] = 2
+    query_offset: Annotated[Duration, Field(ge=0, le=600)] = Field(
+        default=0.0, description="how far behind the present analysis queries are evaluated "
+        "(seconds, or a duration): a sample is stamped with its scrape's start and becomes "
+        "visible only once that scrape ends, so a query at `time=now` can miss the last "
+        "scrape. At least the longest scrape (the scrape timeout at most); as Prometheus' "
+        "own `query_offset` for rules. The run's window ends at the evaluation time, and "
+        "backtests replay on the same times.")
 
 
 class ControllerSettings(Model):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -289,12 +289,14 @@ class Controller:
         if not jobs:
             return works
         analyzer = Analyzer(prometheus=self.prometheus, settings=settings)
-        results = await analyzer.run(jobs, now)
+        # On settled data: the last scrape before `now` may still be under way.
+        at = now - timedelta(seconds=settings.prometheus.query_offset)
+        results = await analyzer.run(jobs, at)
         self.metrics.prometheus_queries_per_round.set(analyzer.queries_last_round)
         self.metrics.prometheus_queries.inc(analyzer.queries_last_round)
         self.metrics.analysis_rounds.inc()
         self.metrics.analysed_rollouts.inc(len(jobs))
-        return [w.analysed(results[w.key], now) if w.key in results else w for w in works]
+        return [w.analysed(results[w.key], at) if w.key in results else w for w in works]
 
     # ------------------------------------------------------------------ leadership
 

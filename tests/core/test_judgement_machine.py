@@ -141,6 +141,29 @@ def test_decisions_use_the_time_of_their_observations() -> None:
     assert d.status.step_index == 1
 
 
+def test_a_query_offset_delays_each_run_and_its_windows_still_tile_the_step() -> None:
+    """prometheus.queryOffset 2 s: a run is due interval + 2 s after its anchor, evaluated
+    2 s before; a 20 s analysed step gets both of its 10 s windows judged."""
+    d = Driver({"steps": [{"weight": 10, "pause": "20s"}, {"weight": 50}]})
+    d.ctx = machine.Context(steps=d.ctx.steps, analysis=resolve_analysis(parse_settings({
+        **SETTINGS.model_dump(by_alias=True, mode="json"), "prometheus": {"queryOffset": "2s"}}),
+        spec({"steps": [{"weight": 10}]})), ready_timeout=60)
+    assert d.ctx.analysis is not None
+    d.tick(canary=READY)
+    windows = []
+    for anchor in (0, 10):  # the step's start, then the last run's evaluation time
+        woken = T0 + timedelta(seconds=anchor + 10)  # a wake-up an interval on: not yet
+        assert d.tick((woken - d.now).total_seconds()).requeue_after == 2
+        assert d.status.step_index == 0
+        d.now += timedelta(seconds=2)
+        assert machine.analysis_due(d.ctx, d.status, d.now)
+        at = machine.evaluation_time(d.ctx.analysis, d.now)
+        d.tick(analysis=d.results(1, 9, at), analysis_time=at)
+        windows.append(((at - T0).total_seconds() - 10, (at - T0).total_seconds()))
+    assert windows == [(0, 10), (10, 20)]  # each window ends where the next starts
+    assert d.status.step_index == 1 and d.status.step_started_at == T0 + timedelta(seconds=22)
+
+
 def test_a_failing_dry_run_check_is_recorded_and_never_decides() -> None:
     raw = {"profiles": {"p": {
         "interval": "10s", "minInterval": "1s", "minRequests": 10,

@@ -8,8 +8,9 @@ import asyncio
 import time
 from datetime import datetime
 
+from canaryd.config import load_settings
 from tests.e2e.conftest import Env
-from tests.e2e.support import TERMINAL, rollout_manifest
+from tests.e2e.support import CONFIG, TERMINAL, rollout_manifest
 
 DEFAULT_FAST = {"profile": "default", "interval": "10s"}  # the profile's shortest interval
 
@@ -46,14 +47,19 @@ async def test_healthy_canary_passes_a_100_percent_step_and_a_stall_shortens_no_
 ) -> None:
     """Healthy canary, default profile, plan 50% then 100% for 12 s. Prometheus is frozen for
     2.5 s just before the analysis that ends the 50% step: that decision is late, and the
-    100% step still lasts its full 12 s, measured from when the router really changed."""
+    100% step still lasts its full 12 s, measured from when the router really changed (how
+    soon traffic follows a decision is a figure bench/scale.py prints, breach to traffic
+    verified on stable; it is not asserted here)."""
     kube = env.kube
     prometheus = env.sandbox.prometheus
     assert prometheus is not None
     plan = {"steps": [{"weight": 50}, {"weight": 100, "pause": "12s"}]}
     await kube.create_rollout(rollout_manifest(plan=plan, analysis=DEFAULT_FAST))
     status = await kube.wait_phase("podinfo-v2", {"Progressing"}, timeout=30)
-    first_analysis = _at(status["stepStartedAt"]).timestamp() + 10.0
+    # The round is due an interval and prometheus.queryOffset after the step's start, and
+    # evaluates its queries the offset before it.
+    offset = load_settings(CONFIG).prometheus.query_offset
+    first_analysis = _at(status["stepStartedAt"]).timestamp() + 10.0 + offset
     await asyncio.sleep(max(first_analysis - 0.3 - time.time(), 0))  # a fault, on a schedule
     prometheus.freeze()
     try:
@@ -61,13 +67,12 @@ async def test_healthy_canary_passes_a_100_percent_step_and_a_stall_shortens_no_
     finally:
         prometheus.thaw()
 
-    async def weights_seen() -> tuple[float, dict[str, int]]:
-        return time.time(), await kube.vs_weights()
-
     async with asyncio.timeout(60):  # when the router really shows 100%, when the step ends
         while True:
-            seen, weights = await weights_seen()
+            asked = time.time()
+            weights = await kube.vs_weights()
             if weights["canary"] == 100:
+                seen, read = asked, time.time()  # the router changed before `read`
                 break
             await asyncio.sleep(0.05)
         while (await kube.status("podinfo-v2")).get("phase") == "Progressing":
@@ -85,7 +90,9 @@ async def test_healthy_canary_passes_a_100_percent_step_and_a_stall_shortens_no_
     # change when it was decided, 2 s or more later.
     step_passed = next(h for h in status["history"] if h["trigger"] == "StepPassed")
     stalled = max(_at(c["time"]) for c in status["checks"] if c["stepIndex"] == 0)
-    lag = (_at(step_passed["time"]) - stalled).total_seconds()
+    lag = (_at(step_passed["time"]) - stalled).total_seconds() - offset
     assert lag >= 1.8, f"the stall hit the round that ended the step (lag {lag:.2f}s)"
-    assert abs(_at(status["history"][1]["time"]).timestamp() - seen) < 0.5
+    # The step is recorded as starting after the stall (above) and before the router showed
+    # it (status first, then the router), and it lasts its 12 s from the router's change on.
+    assert _at(step_passed["time"]).timestamp() <= read
     assert ended - seen >= 12 - 0.3, f"the 12 s step lasted {ended - seen:.2f}s"
