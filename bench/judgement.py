@@ -321,7 +321,8 @@ def run_canaryd(settings: Settings, profile: str, max_pause: float | None,
         # Woken when the machine asks, as the daemon's queue does: with the config's
         # prometheus.queryOffset a run is due that long after each interval and is evaluated
         # at the interval's end (the trace gives each interval's counts either way).
-        now += timedelta(seconds=INTERVAL if d.requeue_after is None else d.requeue_after)
+        wait = INTERVAL if d.requeue_after is None else max(d.requeue_after, 0.05)
+        now += timedelta(seconds=wait)  # (the daemon's queue waits at least 50 ms too)
         if status.phase is Phase.PAUSED:
             return Outcome("paused", analyses, status.reason)
         if not machine.analysis_due(ctx, status, now):

@@ -347,8 +347,8 @@ def _progressing(b: Builder, ctx: Context, obs: Observations) -> None:
     anchor = s.last_analysis_at or s.step_started_at
     if step.analysis:
         b.wake_in(analysis_wait(ctx.analysis) - since(b.now, anchor))
-    if analysed or not step.analysis:
-        b.wake_in(step.pause - elapsed)
+    if (analysed or not step.analysis) and elapsed < step.pause:
+        b.wake_in(step.pause - elapsed)  # (a step past its pause waits for evidence: no spin)
     if waiting and step.max_pause is not None:
         b.wake_in(step.max_pause - elapsed)
 

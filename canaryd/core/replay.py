@@ -157,8 +157,8 @@ def replay(
 
 def _wait(seconds: float) -> timedelta:
     """A wait on the millisecond grid the replay's times keep to (range query points are
-    whole milliseconds), never shorter than one."""
-    return timedelta(milliseconds=max(round(seconds * 1000), 1))
+    whole milliseconds), never shorter than the daemon's queue waits (50 ms)."""
+    return timedelta(milliseconds=max(round(seconds * 1000), 50))
 
 
 def _job(name: str, target: Target, analysis: EffectiveAnalysis, status: RolloutStatus,
