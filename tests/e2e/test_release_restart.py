@@ -250,6 +250,16 @@ class Release:
         self.proc.wait(timeout=10)
         return await self.kube.status("podinfo-v2")
 
+    async def kill_and_restart_at(
+        self, what: str, write: Write, boundary: Callable[[dict[str, Any]], Awaitable[bool]],
+    ) -> None:
+        """`kill_at`; the status it left still shows the boundary (nothing moved on after
+        the SIGKILL); the hold on `write` lifted, a new daemon started."""
+        left = await self.kill_at(what, write, boundary)
+        assert await boundary(left), left
+        await self.lift(write)
+        self.restart()
+
     def restart(self) -> None:
         self.proc = spawn(self.sandbox, self.logfile)
         self.restarts.append(time.monotonic())
@@ -363,11 +373,8 @@ async def test_sigkill_during_the_template_copy_the_shift_back_and_the_scale_dow
                     and stable.metadata.generation == was.stable_generation
                     and await kube.vs_weights() == {"stable": 50, "canary": 50})
 
-        left = await run.kill_at("the template copy to stable recorded, refused",
-                                 STABLE_TEMPLATE, copying)
-        assert await copying(left), left
-        await run.lift(STABLE_TEMPLATE)
-        run.restart()
+        await run.kill_and_restart_at("the template copy to stable recorded, refused",
+                                      STABLE_TEMPLATE, copying)
 
         async def shifting_back(s: dict[str, Any]) -> bool:
             return (s.get("phase") == "Promoting"
@@ -375,11 +382,8 @@ async def test_sigkill_during_the_template_copy_the_shift_back_and_the_scale_dow
                     and pair(s.get("weights")) == (100, 0)
                     and await kube.vs_weights() == {"stable": 50, "canary": 50})
 
-        left = await run.kill_at("the shift back to stable recorded, refused", ROUTER,
-                                 shifting_back)
-        assert await shifting_back(left), left
-        await run.lift(ROUTER)
-        run.restart()
+        await run.kill_and_restart_at("the shift back to stable recorded, refused",
+                                      ROUTER, shifting_back)
 
         async def scaling_down(s: dict[str, Any]) -> bool:
             canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
@@ -388,11 +392,8 @@ async def test_sigkill_during_the_template_copy_the_shift_back_and_the_scale_dow
                     and await kube.vs_weights() == {"stable": 100, "canary": 0}
                     and (canary.spec.replicas or 0) > 0)
 
-        left = await run.kill_at("the canary's scale-down recorded, refused", CANARY_SCALE,
-                                 scaling_down)
-        assert await scaling_down(left), left
-        await run.lift(CANARY_SCALE)
-        run.restart()
+        await run.kill_and_restart_at("the canary's scale-down recorded, refused",
+                                      CANARY_SCALE, scaling_down)
         status = await run.end("Succeeded")
         assert [h["trigger"] for h in status["history"]] == [
             "CanaryReady", "StepPassed", "AllStepsPassed", "StableUpdated", "TrafficConfirmed"]
@@ -424,11 +425,8 @@ async def test_sigkill_during_the_canary_start_the_shift_back_and_the_scale_down
                     and canary.metadata.generation == was.canary_generation
                     and await kube.vs_weights() == {"stable": 100, "canary": 0})
 
-        left = await run.kill_at("the canary's start recorded, refused", CANARY_START,
-                                 starting)
-        assert await starting(left), left
-        await run.lift(CANARY_START)
-        run.restart()
+        await run.kill_and_restart_at("the canary's start recorded, refused",
+                                      CANARY_START, starting)
 
         async def at_step_1() -> bool:
             return await kube.vs_weights() == {"stable": 80, "canary": 20}
@@ -444,11 +442,8 @@ async def test_sigkill_during_the_canary_start_the_shift_back_and_the_scale_down
             return (s.get("phase") == "RollingBack" and pair(s.get("weights")) == (100, 0)
                     and await kube.vs_weights() == {"stable": 80, "canary": 20})
 
-        left = await run.kill_at("the rollback's shift to stable recorded, refused", ROUTER,
-                                 shifting_back)
-        assert await shifting_back(left), left
-        await run.lift(ROUTER)
-        run.restart()
+        await run.kill_and_restart_at("the rollback's shift to stable recorded, refused",
+                                      ROUTER, shifting_back)
 
         async def scaling_down(s: dict[str, Any]) -> bool:
             canary = await kube.apps.read_namespaced_deployment("podinfo-canary", NS)
@@ -457,11 +452,8 @@ async def test_sigkill_during_the_canary_start_the_shift_back_and_the_scale_down
                     and await kube.vs_weights() == {"stable": 100, "canary": 0}
                     and (canary.spec.replicas or 0) > 0)
 
-        left = await run.kill_at("the rollback's scale-down recorded, refused", CANARY_SCALE,
-                                 scaling_down)
-        assert await scaling_down(left), left
-        await run.lift(CANARY_SCALE)
-        run.restart()
+        await run.kill_and_restart_at("the rollback's scale-down recorded, refused",
+                                      CANARY_SCALE, scaling_down)
         status = await run.end("RolledBack")
         assert [h["trigger"] for h in status["history"]] == [
             "CanaryReady", "AnalysisFailed", "TrafficConfirmed"]
@@ -504,11 +496,8 @@ async def test_sigkill_during_the_shift_back_of_a_rollback_that_keeps_the_canary
             return (s.get("phase") == "RollingBack" and pair(s.get("weights")) == (100, 0)
                     and await kube.vs_weights() == {"stable": 80, "canary": 20})
 
-        left = await run.kill_at("the rollback's shift to stable recorded, refused", ROUTER,
-                                 shifting_back)
-        assert await shifting_back(left), left
-        await run.lift(ROUTER)
-        run.restart()
+        await run.kill_and_restart_at("the rollback's shift to stable recorded, refused",
+                                      ROUTER, shifting_back)
         status = await run.end("RolledBack")
         assert [h["trigger"] for h in status["history"]] == [
             "CanaryReady", "AnalysisFailed", "TrafficConfirmed"]
