@@ -80,6 +80,56 @@ def spec_schema(of: type[BaseModel] = model.RolloutSpec) -> dict[str, Any]:
     return schema
 
 
+def _crd(*, kind: str, plural: str, singular: str, short: list[str], description: str,
+         spec: dict[str, Any], status: str, printer: list[dict[str, Any]]) -> dict[str, Any]:
+    """A namespaced canaryd.io CRD: one served and stored version, a status subresource,
+    `spec` structural, `status` canaryd's own (preserved as written)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{model.GROUP}"},
+        "spec": {
+            "group": model.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short,
+                "listKind": f"{kind}List",
+                "categories": ["canaryd"],
+            },
+            "versions": [
+                {
+                    "name": model.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": {
+                                    "type": "object",
+                                    "description": status,
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
 def rollout_crd() -> dict[str, Any]:
     printer = [
         {"name": "Target", "type": "string", "jsonPath": ".spec.target",
@@ -94,52 +144,13 @@ def rollout_crd() -> dict[str, Any]:
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{model.PLURAL}.{model.GROUP}"},
-        "spec": {
-            "group": model.GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": model.KIND,
-                "plural": model.PLURAL,
-                "singular": "rollout",
-                "shortNames": ["ro", "cro"],
-                "listKind": "RolloutList",
-                "categories": ["canaryd"],
-            },
-            "versions": [
-                {
-                    "name": model.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "A progressive rollout of a new version of a service.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(),
-                                "status": {
-                                    "type": "object",
-                                    "description": "The progress, written by canaryd only: "
-                                    "phase, weights, step (stepIndex 0-based, stepProgress "
-                                    "'2/3' 1-based), every check result and transition.",
-                                    "x-kubernetes-preserve-unknown-fields": True,
-                                },
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _crd(
+        kind=model.KIND, plural=model.PLURAL, singular="rollout", short=["ro", "cro"],
+        description="A progressive rollout of a new version of a service.",
+        spec=spec_schema(), printer=printer,
+        status="The progress, written by canaryd only: phase, weights, step (stepIndex "
+        "0-based, stepProgress '2/3' 1-based), every check result and transition.",
+    )
 
 
 def policy_crd() -> dict[str, Any]:
@@ -156,55 +167,15 @@ def policy_crd() -> dict[str, Any]:
          "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{policy.POLICY_PLURAL}.{model.GROUP}"},
-        "spec": {
-            "group": model.GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": policy.POLICY_KIND,
-                "plural": policy.POLICY_PLURAL,
-                "singular": "rolloutpolicy",
-                "shortNames": ["rop"],
-                "listKind": "RolloutPolicyList",
-                "categories": ["canaryd"],
-            },
-            "versions": [
-                {
-                    "name": model.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": printer,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "Start a Rollout whenever the canary Deployment's "
-                            "pod template changes (GitOps): the spec of every rollout of "
-                            "this target, without a version.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(policy.PolicySpec),
-                                "status": {
-                                    "type": "object",
-                                    "description": "Written by canaryd only: the template "
-                                    "last acted on (observedTemplateHash), the rollout last "
-                                    "started (lastRollout, lastVersion), how many it "
-                                    "started, conditions Ready and Waiting.",
-                                    "x-kubernetes-preserve-unknown-fields": True,
-                                },
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return _crd(
+        kind=policy.POLICY_KIND, plural=policy.POLICY_PLURAL, singular="rolloutpolicy",
+        short=["rop"], spec=spec_schema(policy.PolicySpec), printer=printer,
+        description="Start a Rollout whenever the canary Deployment's pod template changes "
+        "(GitOps): the spec of every rollout of this target, without a version.",
+        status="Written by canaryd only: the template last acted on (observedTemplateHash), "
+        "the rollout last started (lastRollout, lastVersion), how many it started, "
+        "conditions Ready and Waiting.",
+    )
 
 
 HEADER = "# Generated from canaryd.core.model by `python -m canaryd.crd`; do not edit.\n"
