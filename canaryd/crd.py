@@ -131,7 +131,7 @@ def _crd(*, kind: str, plural: str, singular: str, short: list[str], description
 
 
 def rollout_crd() -> dict[str, Any]:
-    printer = [
+    printer: list[dict[str, Any]] = [
         {"name": "Target", "type": "string", "jsonPath": ".spec.target",
          "description": "the service being rolled out"},
         {"name": "Version", "type": "string", "jsonPath": ".spec.version",
@@ -155,7 +155,7 @@ def rollout_crd() -> dict[str, Any]:
 
 def policy_crd() -> dict[str, Any]:
     """RolloutPolicy: a Rollout spec without a version, per GitOps target (docs/gitops.md)."""
-    printer = [
+    printer: list[dict[str, Any]] = [
         {"name": "Target", "type": "string", "jsonPath": ".spec.target",
          "description": "the service its rollouts release"},
         {"name": "Canary", "type": "string", "jsonPath": ".spec.workloads.canary",
