@@ -21,7 +21,6 @@ from typing import Any
 import structlog
 from kubernetes_asyncio import client
 
-from canaryd import aio
 from canaryd.adapters.errors import Conflict, KubeError
 from canaryd.adapters.kube import ObjectRef, RolloutStore
 from canaryd.adapters.policies import PolicyStore
@@ -30,6 +29,7 @@ from canaryd.core import policy, reading, shards
 from canaryd.core import release as rel
 from canaryd.core.settings import Settings
 from canaryd.runtime.cache import RolloutCache
+from canaryd.runtime.informer import list_and_watch
 from canaryd.runtime.metrics import DaemonMetrics
 
 log = structlog.get_logger("canaryd.policies")
@@ -73,29 +73,7 @@ class Policies:
 
     async def run(self, stop: asyncio.Event) -> None:
         """List, then watch; re-list after any error (410 Expired included)."""
-        backoff = 0.2
-        while not stop.is_set():
-            try:
-                items, rv = await self.store.list()
-                seen = {reading.key(o) for o in items}
-                for gone in set(self.objects) - seen:
-                    self.apply("DELETED", self.objects[gone])
-                for obj in items:
-                    self.apply("ADDED", obj)
-                self.synced.set()
-                backoff = 0.2
-                while not stop.is_set():
-                    async for kind, obj in self.store.watch(rv):
-                        rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                        if kind != "BOOKMARK":
-                            self.apply(kind, obj)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure: back off, then re-list
-                log.info("policy watch restarting", error=type(exc).__name__,
-                         status=getattr(exc, "status", None))
-                await aio.sleep_or_stop(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
+        await list_and_watch(self.store, self.objects, self.apply, self.synced, stop, "policy")
 
     # ------------------------------------------------------------------ the leader's looks
 
