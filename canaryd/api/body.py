@@ -12,6 +12,7 @@ lock, and the loop with it, for most of the tens of milliseconds a 240 KB YAML t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -71,8 +72,9 @@ class _Line:
 class Decoder:
     """Runs `parse` off the loop: documents larger than `process_above` bytes in worker
     processes, smaller ones in threads, each kind at most `slots` at once with `queue` more
-    waiting (503 beyond), each within DECODE_DEADLINE (413 after). A slot is freed when its work is
-    done, not when its request stopped waiting: the bound holds for the work itself."""
+    waiting (503 beyond), each within DECODE_DEADLINE (413 after). A slot is freed when its
+    work is done, not when its request stopped waiting: the bound holds for the work
+    itself."""
 
     def __init__(self, slots: int = DECODE_SLOTS, queue: int = 64,
                  process_above: int = PROCESS_ABOVE) -> None:
@@ -81,10 +83,6 @@ class Decoder:
         self._lines = {False: _Line(slots, queue), True: _Line(slots, queue)}
         self.process_above = process_above
         self.workers = Workers(slots, documents.__name__, documents.load_answer)
-
-    @property
-    def waiting(self) -> int:
-        return sum(line.waiting for line in self._lines.values())
 
     async def __call__(self, raw: bytes, content_type: str) -> dict[str, Any]:
         large = len(raw) > self.process_above
@@ -99,13 +97,8 @@ class Decoder:
         # Its own task, shielded: a client that goes away does not cut the exchange with the
         # worker short (which would cost a new worker process); the slot is held until the
         # worker has answered, as for a thread.
-        try:
-            work = asyncio.ensure_future(
-                self.workers.call(content_type, raw, deadline=DECODE_DEADLINE))
-        except BaseException:
-            slots.release()
-            raise
-        work.add_done_callback(lambda _: slots.release())
+        work = _holding(slots, lambda: asyncio.ensure_future(
+            self.workers.call(content_type, raw, deadline=DECODE_DEADLINE)))
         try:
             ok, value = await asyncio.shield(work)
         except WorkerTimeout:
@@ -120,19 +113,28 @@ class Decoder:
     async def _in_thread(self, raw: bytes, content_type: str, slots: asyncio.Semaphore,
                          ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
+        work = _holding(slots, lambda: loop.run_in_executor(None, parse, raw, content_type))
         try:
-            work = loop.run_in_executor(None, parse, raw, content_type)
-        except BaseException:
-            slots.release()
-            raise
-        work.add_done_callback(lambda _: slots.release())
-        try:
-            return await asyncio.wait_for(asyncio.shield(work), DECODE_DEADLINE)
+            # asyncio.timeout, not wait_for: see canaryd.aio.wait_set.
+            async with asyncio.timeout(DECODE_DEADLINE):
+                return await asyncio.shield(work)
         except TimeoutError:
             raise _too_slow() from None
 
     async def aclose(self) -> None:
         await self.workers.aclose()
+
+
+def _holding(slots: asyncio.Semaphore,
+             start: Callable[[], asyncio.Future[Any]]) -> asyncio.Future[Any]:
+    """`start()`'s work, holding a slot of `slots` (acquired by the caller) until it is done."""
+    try:
+        work = start()
+    except BaseException:
+        slots.release()
+        raise
+    work.add_done_callback(lambda _: slots.release())
+    return work
 
 
 def _too_slow() -> Problem:
