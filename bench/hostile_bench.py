@@ -9,7 +9,9 @@ bad ones. Memory is the daemon's own (VmRSS/VmHWM of the serve process).
 Scenarios (--scenarios, all by default):
   load     the probe's mix of bad requests (every finding of issue 18 that a request can
            make, on a connection each) at --bad-rps for --seconds, beside a GET probe at
-           --get-rps: the GET's p99 unloaded and loaded, the daemon's RSS at the start,
+           --get-rps (--get: the list by default, served from canaryd's own cache; a
+           finished rollout's detail is read from the API server, whose latency it then
+           measures): the GET's p99 unloaded and loaded, the daemon's RSS at the start,
            its peak and at the end, every status the bad requests got; --repeat rounds
            (the median p99 ratio is the figure on a shared machine).
   stalls   each bad kind sent back to back (one at a time) for --stall-seconds while the
@@ -29,7 +31,7 @@ Scenarios (--scenarios, all by default):
 
     .venv/bin/python bench/hostile_bench.py [--scenarios load,stalls,garbage,series,crowd]
         [--decode processes,threads]
-        [--bad-rps 200] [--seconds 20] [--get-rps 50] [--repeat 3] [--stall-seconds 3]
+        [--bad-rps 200] [--seconds 20] [--get-rps 50] [--get PATH] [--repeat 3] [--stall-seconds 3]
         [--rollouts 1000] [--crowd 300] [--nice N]
 """
 
@@ -290,7 +292,7 @@ async def load(daemon: Daemon, args: argparse.Namespace) -> None:
 
 
 async def load_round(daemon: Daemon, args: argparse.Namespace) -> dict[str, Any]:
-    get = ("/api/v1/rollouts/demo/target", "read")
+    get = (args.get, "read")
     async with Probe(daemon.url, *get, args.get_rps, args.seconds) as quiet:
         cpu = cpu_seconds(daemon.pid)
         unloaded = summary(await quiet.result())
@@ -322,7 +324,8 @@ async def load_round(daemon: Daemon, args: argparse.Namespace) -> dict[str, Any]
     for counts in by_kind.values():
         for status, n in counts.items():
             statuses[status] = statuses.get(status, 0) + n
-    return {"scenario": "load", "bad_requests": total, "bad_rps_target": args.bad_rps,
+    return {"scenario": "load", "get": args.get, "bad_requests": total,
+          "bad_rps_target": args.bad_rps,
           "bad_rps_sent": round(len(sent) / (max(sent) - min(sent) + 1 / args.bad_rps), 1),
           "kinds": len(kinds),
           "bad_statuses": dict(sorted(statuses.items())),
@@ -590,6 +593,10 @@ def main() -> None:
     p.add_argument("--bad-rps", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--get-rps", type=float, default=50.0)
+    p.add_argument("--get", default="/api/v1/rollouts", help="what the probe GETs: the list "
+                   "is served from canaryd's cache; a finished rollout's detail "
+                   "(/api/v1/rollouts/demo/target) is read through the Kubernetes API server, "
+                   "so its latency is mostly the API server's")
     p.add_argument("--repeat", type=int, default=3, help="rounds of the load scenario")
     p.add_argument("--stall-seconds", type=float, default=3.0)
     p.add_argument("--rollouts", type=int, default=1000)
